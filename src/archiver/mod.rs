@@ -1,0 +1,527 @@
+//! Backup: walk -> read/chunk/hash (parallel) -> dedup claim -> compress/encrypt
+//! (parallel) -> pack -> write. Directories are processed with rayon so both cores
+//! work on different files; a large file's chunks are sealed in parallel batches.
+//! A file whose size, mtime, ctime and inode match the parent snapshot is not read.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::chunker::{self, ChunkClass};
+use crate::error::{Error, IoContext, Result};
+use crate::fsmeta;
+use crate::id::{BlobId, SnapshotId};
+use crate::pack::{SealedBlob, TYPE_DATA, TYPE_TREE};
+use crate::packer::Packer;
+use crate::repofile::{self, ChunkerParams, Snapshot, SnapshotChunker, Summary};
+use crate::repository::Repository;
+use crate::tree::{self, Kind, Node};
+
+/// Engine-side progress events; the CLI draws them. Every method has a no-op default.
+pub trait Progress: Send + Sync {
+    fn bytes_done(&self, _n: u64) {}
+    fn file_done(&self, _path: &Path) {}
+    fn warn(&self, _msg: &str) {}
+}
+
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// A named stream stored as a file at `/NAME` in the snapshot.
+pub struct StreamSource {
+    pub name: String,
+    pub reader: Box<dyn Read + Send>,
+}
+
+#[derive(Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub streams: Vec<StreamSource>,
+    pub tags: Vec<String>,
+    pub host: Option<String>,
+    pub time: Option<jiff::Zoned>,
+    pub parent: Option<SnapshotId>,
+    /// Re-read every file even when the parent has it unchanged.
+    pub force: bool,
+}
+
+pub struct BackupResult {
+    pub snapshot: SnapshotId,
+    pub parent: Option<SnapshotId>,
+    pub summary: Summary,
+    /// Source files that could not be read (the snapshot holds everything else).
+    pub unreadable: Vec<String>,
+}
+
+#[derive(Default)]
+struct Counters {
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unmodified: AtomicU64,
+    dirs: AtomicU64,
+    bytes_read: AtomicU64,
+    total_files: AtomicU64,
+    total_bytes: AtomicU64,
+}
+
+struct Ctx<'a, 'r> {
+    packer: &'a Packer<'r>,
+    params: [ChunkerParams; 2],
+    level: i32,
+    force: bool,
+    counters: &'a Counters,
+    progress: &'a dyn Progress,
+    unreadable: Mutex<Vec<String>>,
+}
+
+/// The parts of the file system a snapshot covers: the given paths at their
+/// absolute place, with the directories above them.
+#[derive(Default)]
+struct VirtualDir {
+    children: BTreeMap<Vec<u8>, VEntry>,
+}
+
+enum VEntry {
+    Real(PathBuf),
+    Virtual(PathBuf, VirtualDir),
+}
+
+fn build_virtual_root(paths: &[PathBuf]) -> Result<VirtualDir> {
+    let mut root = VirtualDir::default();
+    for p in paths {
+        let abs = std::path::absolute(p).at(p)?;
+        let comps: Vec<OsString> = abs
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(n) => Some(n.to_os_string()),
+                _ => None,
+            })
+            .collect();
+        if comps.is_empty() {
+            return Err(Error::InvalidArgument(
+                "backing up / itself: name the directories below it instead".into(),
+            ));
+        }
+        let mut dir = &mut root;
+        let mut cur = PathBuf::from("/");
+        for (i, c) in comps.iter().enumerate() {
+            cur.push(c);
+            let key = c.as_bytes().to_vec();
+            if i + 1 == comps.len() {
+                dir.children.insert(key, VEntry::Real(cur.clone()));
+                break;
+            }
+            let e = dir
+                .children
+                .entry(key)
+                .or_insert_with(|| VEntry::Virtual(cur.clone(), VirtualDir::default()));
+            match e {
+                VEntry::Virtual(_, d) => dir = d,
+                // A parent of this path is already backed up whole.
+                VEntry::Real(_) => break,
+            }
+        }
+    }
+    Ok(root)
+}
+
+impl Ctx<'_, '_> {
+    fn warn_unreadable(&self, path: &Path, e: &dyn std::fmt::Display) {
+        let msg = format!("{}: {e}", path.display());
+        self.progress.warn(&msg);
+        self.unreadable.lock().unwrap().push(msg);
+    }
+
+    fn save_tree(&self, nodes: &mut [Node]) -> Result<BlobId> {
+        let bytes = tree::encode(nodes);
+        let keys = self.packer.repo().keys();
+        let id = keys.blob_id(&bytes);
+        if self.packer.claim(&id)? {
+            self.packer
+                .add(SealedBlob::seal(keys, TYPE_TREE, id, &bytes, self.level))?;
+        }
+        Ok(id)
+    }
+
+    fn save_virtual(&self, dir: &VirtualDir, parent: Option<&HashMap<Vec<u8>, Node>>) -> Result<BlobId> {
+        let mut nodes = self.virtual_nodes(dir, parent)?;
+        self.save_tree(&mut nodes)
+    }
+
+    fn virtual_nodes(&self, dir: &VirtualDir, parent: Option<&HashMap<Vec<u8>, Node>>) -> Result<Vec<Node>> {
+        let results: Vec<Result<Option<Node>>> = dir
+            .children
+            .par_iter()
+            .map(|(name, e)| {
+                let prev = parent.and_then(|p| p.get(name));
+                match e {
+                    VEntry::Real(path) => self.save_path(path, name.clone(), prev),
+                    VEntry::Virtual(path, sub) => {
+                        let m = std::fs::symlink_metadata(path).at(path)?;
+                        let mut node = fsmeta::node_from_metadata(name.clone(), &m);
+                        node.kind = Kind::Dir;
+                        let prev_children = self.load_parent_children(prev)?;
+                        node.subtree = Some(self.save_virtual(sub, prev_children.as_ref())?);
+                        Ok(Some(node))
+                    }
+                }
+            })
+            .collect();
+        let mut nodes = Vec::with_capacity(results.len());
+        for r in results {
+            if let Some(n) = r? {
+                nodes.push(n);
+            }
+        }
+        Ok(nodes)
+    }
+
+    fn load_parent_children(&self, prev: Option<&Node>) -> Result<Option<HashMap<Vec<u8>, Node>>> {
+        let Some(id) = prev.filter(|n| n.kind == Kind::Dir).and_then(|n| n.subtree) else {
+            return Ok(None);
+        };
+        match self.packer.repo().load_tree(&id) {
+            Ok(nodes) => Ok(Some(nodes.into_iter().map(|n| (n.name.clone(), n)).collect())),
+            Err(e) => {
+                // A damaged parent only costs speed: the directory is read in full.
+                self.progress
+                    .warn(&format!("parent tree {id} unreadable ({e}); reading the directory in full"));
+                Ok(None)
+            }
+        }
+    }
+
+    /// One file system object. `Ok(None)` when it vanished or could not be read
+    /// (reported as a warning, the backup goes on).
+    fn save_path(&self, path: &Path, name: Vec<u8>, prev: Option<&Node>) -> Result<Option<Node>> {
+        crate::cancel::check()?;
+        let m = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.warn_unreadable(path, &e);
+                return Ok(None);
+            }
+        };
+        let mut node = fsmeta::node_from_metadata(name, &m);
+        node.xattrs = fsmeta::read_xattrs(path);
+        match node.kind {
+            Kind::Dir => {
+                self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+                let entries = match std::fs::read_dir(path) {
+                    Ok(rd) => rd,
+                    Err(e) => {
+                        self.warn_unreadable(path, &e);
+                        return Ok(None);
+                    }
+                };
+                let mut names: Vec<OsString> = Vec::new();
+                for e in entries {
+                    match e {
+                        Ok(e) => names.push(e.file_name()),
+                        Err(e) => self.warn_unreadable(path, &e),
+                    }
+                }
+                let prev_children = self.load_parent_children(prev)?;
+                let results: Vec<Result<Option<Node>>> = names
+                    .into_par_iter()
+                    .map(|n| {
+                        let child = path.join(&n);
+                        let key = n.into_vec();
+                        let p = prev_children.as_ref().and_then(|m| m.get(&key));
+                        self.save_path(&child, key, p)
+                    })
+                    .collect();
+                let mut nodes = Vec::with_capacity(results.len());
+                for r in results {
+                    if let Some(n) = r? {
+                        nodes.push(n);
+                    }
+                }
+                node.subtree = Some(self.save_tree(&mut nodes)?);
+            }
+            Kind::File => {
+                self.counters.total_files.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .total_bytes
+                    .fetch_add(node.size, Ordering::Relaxed);
+                if let Some(p) = prev.filter(|p| !self.force && unchanged(p, &node)) {
+                    node.content = p.content.clone();
+                    self.counters
+                        .files_unmodified
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.progress.bytes_done(node.size);
+                } else {
+                    match self.save_file_content(path, &mut node) {
+                        Ok(()) => {
+                            let c = if prev.is_some() {
+                                &self.counters.files_changed
+                            } else {
+                                &self.counters.files_new
+                            };
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Error::Io { path, source }) => {
+                            self.warn_unreadable(&path, &source);
+                            return Ok(None);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                self.progress.file_done(path);
+            }
+            Kind::Symlink => match std::fs::read_link(path) {
+                Ok(t) => node.link_target = t.into_os_string().into_vec(),
+                Err(e) => {
+                    self.warn_unreadable(path, &e);
+                    return Ok(None);
+                }
+            },
+            _ => {}
+        }
+        Ok(Some(node))
+    }
+
+    fn save_file_content(&self, path: &Path, node: &mut Node) -> Result<()> {
+        let mut f = File::open(path).at(path)?;
+        let class = chunker::classify(&node.name);
+        let (content, read) = self.save_stream(&mut f, class, Some(node.size)).map_err(|e| match e {
+            Error::Io { source, .. } => Error::io(path, source),
+            other => other,
+        })?;
+        if read != node.size {
+            self.progress.warn(&format!(
+                "{}: changed while being read ({} bytes expected, {read} read); stored as read",
+                path.display(),
+                node.size
+            ));
+            node.size = read;
+        } else if let Ok(m) = f.metadata() {
+            use std::os::unix::fs::MetadataExt;
+            if (m.mtime(), m.mtime_nsec() as u32) != node.mtime {
+                self.progress.warn(&format!(
+                    "{}: modified while being read; stored as read",
+                    path.display()
+                ));
+            }
+        }
+        node.content = content;
+        Ok(())
+    }
+
+    /// Chunks a reader and stores its new chunks; returns the chunk ids and the byte count.
+    fn save_stream(
+        &self,
+        r: &mut (dyn Read + Send),
+        class: ChunkClass,
+        size_hint: Option<u64>,
+    ) -> Result<(Vec<BlobId>, u64)> {
+        let params = match class {
+            ChunkClass::Large => self.params[0],
+            ChunkClass::Small => self.params[1],
+        };
+        let keys = self.packer.repo().keys();
+        let mut ids = Vec::new();
+        let res = chunker::chunk_stream(r, params, keys.chunker_seed(), size_hint, |batch| {
+            crate::cancel::check()?;
+            let bytes: u64 = batch.iter().map(|c| c.len() as u64).sum();
+            self.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+            if batch.len() == 1 {
+                let id = keys.blob_id(batch[0]);
+                if self.packer.claim(&id)? {
+                    self.packer
+                        .add(SealedBlob::seal(keys, TYPE_DATA, id, batch[0], self.level))?;
+                }
+                ids.push(id);
+            } else {
+                let batch_ids: Vec<BlobId> = batch.par_iter().map(|c| keys.blob_id(c)).collect();
+                let claimed = self.packer.claim_many(&batch_ids)?;
+                batch
+                    .par_iter()
+                    .zip(&batch_ids)
+                    .zip(&claimed)
+                    .filter(|(_, c)| **c)
+                    .try_for_each(|((chunk, id), _)| {
+                        self.packer
+                            .add(SealedBlob::seal(keys, TYPE_DATA, *id, chunk, self.level))
+                    })?;
+                ids.extend(batch_ids);
+            }
+            self.progress.bytes_done(bytes);
+            Ok(())
+        });
+        match res {
+            Ok(Ok(n)) => Ok((ids, n)),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(Error::io(PathBuf::new(), e)),
+        }
+    }
+}
+
+/// The parent's content may be reused only if nothing that changes with the
+/// content has changed.
+fn unchanged(prev: &Node, cur: &Node) -> bool {
+    prev.kind == Kind::File
+        && prev.size == cur.size
+        && prev.mtime == cur.mtime
+        && prev.ctime == cur.ctime
+        && prev.inode == cur.inode
+        && (prev.size == 0 || !prev.content.is_empty())
+}
+
+/// Picks the parent: explicit, else the newest snapshot of the same host and paths.
+fn find_parent(repo: &Repository, host: &str, paths: &[String]) -> Result<Option<(SnapshotId, Snapshot)>> {
+    let mut sorted = paths.to_vec();
+    sorted.sort();
+    Ok(repo
+        .snapshots()?
+        .into_iter()
+        .rev()
+        .find(|(_, s)| {
+            let mut p = s.paths.clone();
+            p.sort();
+            s.hostname == host && p == sorted
+        }))
+}
+
+pub fn backup(repo: &Repository, opts: BackupOptions, progress: &dyn Progress) -> Result<BackupResult> {
+    let started = Instant::now();
+    let host = opts.host.clone().unwrap_or_else(repofile::hostname);
+    let mut paths: Vec<String> = Vec::new();
+    for p in &opts.paths {
+        let abs = std::path::absolute(p).at(p)?;
+        std::fs::symlink_metadata(&abs).at(&abs)?;
+        paths.push(abs.to_string_lossy().into_owned());
+    }
+    for s in &opts.streams {
+        if !tree::valid_name(s.name.as_bytes()) {
+            return Err(Error::InvalidArgument(format!(
+                "stream name {:?}: must be a plain file name",
+                s.name
+            )));
+        }
+        paths.push(format!("/{}", s.name));
+    }
+    if paths.is_empty() {
+        return Err(Error::InvalidArgument("nothing to back up: give paths or streams".into()));
+    }
+    let parent = match opts.parent {
+        Some(id) => Some((id, repo.load_snapshot(id)?)),
+        None if opts.force => None,
+        None => find_parent(repo, &host, &paths)?,
+    };
+    let parent_root: Option<HashMap<Vec<u8>, Node>> = match &parent {
+        Some((_, s)) => match repo.load_tree(&BlobId::from_hex(&s.tree)?) {
+            Ok(n) => Some(n.into_iter().map(|n| (n.name.clone(), n)).collect()),
+            Err(e) => {
+                progress.warn(&format!("parent snapshot unreadable ({e}); reading all files"));
+                None
+            }
+        },
+        None => None,
+    };
+    let vroot = build_virtual_root(&opts.paths)?;
+    let cfg = repo.config().clone();
+    let counters = Counters::default();
+    let mut streams = opts.streams;
+    let writers = 2;
+    let ((root_tree, unreadable), stats) = Packer::run(repo, writers, |packer| {
+        let ctx = Ctx {
+            packer,
+            params: [cfg.chunker.large, cfg.chunker.small],
+            level: cfg.compression.level,
+            force: opts.force,
+            counters: &counters,
+            progress,
+            unreadable: Mutex::new(Vec::new()),
+        };
+        // Streams first, one at a time: each is a single sequential reader whose
+        // chunks are sealed in parallel batches.
+        let mut stream_nodes = Vec::new();
+        for s in streams.iter_mut() {
+            let (content, n) = ctx.save_stream(&mut s.reader, ChunkClass::Small, None).map_err(|e| match e {
+                Error::Io { source, .. } => Error::Other(format!("reading stream {}: {source}", s.name)),
+                other => other,
+            })?;
+            let mut node = Node::new(s.name.as_bytes().to_vec(), Kind::File);
+            let now = jiff::Timestamp::now();
+            node.mode = 0o600;
+            node.uid = unsafe { libc::getuid() };
+            node.gid = unsafe { libc::getgid() };
+            node.user = fsmeta::user_name(node.uid).unwrap_or_default();
+            node.group = fsmeta::group_name(node.gid).unwrap_or_default();
+            node.mtime = (now.as_second(), now.subsec_nanosecond() as u32);
+            node.ctime = node.mtime;
+            node.size = n;
+            node.content = content;
+            counters.files_new.fetch_add(1, Ordering::Relaxed);
+            counters.total_files.fetch_add(1, Ordering::Relaxed);
+            counters.total_bytes.fetch_add(n, Ordering::Relaxed);
+            stream_nodes.push(node);
+        }
+        // The root tree holds the real paths' top entries and the streams.
+        let mut nodes = ctx.virtual_nodes(&vroot, parent_root.as_ref())?;
+        for s in stream_nodes {
+            if nodes.iter().any(|n| n.name == s.name) {
+                return Err(Error::InvalidArgument(format!(
+                    "stream name {:?} collides with a backed-up path",
+                    String::from_utf8_lossy(&s.name)
+                )));
+            }
+            nodes.push(s);
+        }
+        let root = ctx.save_tree(&mut nodes)?;
+        Ok((root, ctx.unreadable.into_inner().unwrap()))
+    })?;
+    let time = opts.time.unwrap_or_else(jiff::Zoned::now);
+    let summary = Summary {
+        files_new: counters.files_new.load(Ordering::Relaxed),
+        files_changed: counters.files_changed.load(Ordering::Relaxed),
+        files_unmodified: counters.files_unmodified.load(Ordering::Relaxed),
+        dirs: counters.dirs.load(Ordering::Relaxed),
+        bytes_read: counters.bytes_read.load(Ordering::Relaxed),
+        data_blobs_added: stats.data_blobs,
+        tree_blobs_added: stats.tree_blobs,
+        data_added: stats.raw_bytes,
+        data_added_packed: stats.stored_bytes,
+        total_files: counters.total_files.load(Ordering::Relaxed),
+        total_bytes: counters.total_bytes.load(Ordering::Relaxed),
+        duration_s: started.elapsed().as_secs_f64(),
+    };
+    let mut tags = opts.tags;
+    tags.sort();
+    tags.dedup();
+    let snap = Snapshot {
+        version: repofile::FORMAT_VERSION,
+        time: time.strftime("%Y-%m-%dT%H:%M:%S%.9f%:z").to_string(),
+        tree: root_tree.to_hex(),
+        paths,
+        hostname: host,
+        username: repofile::username(),
+        uid: unsafe { libc::getuid() },
+        gid: unsafe { libc::getgid() },
+        tags,
+        parent: parent.as_ref().map(|(id, _)| id.to_hex()),
+        program: format!("cellar {}", env!("CARGO_PKG_VERSION")),
+        chunker: SnapshotChunker {
+            large: cfg.chunker.large,
+            small: cfg.chunker.small,
+            rule: "v1".into(),
+        },
+        summary: Some(summary.clone()),
+    };
+    let id = repo.save_snapshot(&snap)?;
+    Ok(BackupResult {
+        snapshot: id,
+        parent: parent.map(|(id, _)| id),
+        summary,
+        unreadable,
+    })
+}

@@ -1,0 +1,293 @@
+//! The local SQLite cache: blob -> pack location, known index segments, and
+//! snapshots. Everything here can be rebuilt from the repository; deleting the
+//! file loses nothing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+use crate::id::{BlobId, IndexId, PackId, SnapshotId};
+use crate::index::segment::Segment;
+use crate::pack::BlobEntry;
+
+/// Bumped whenever the schema changes; a cache with another version is rebuilt.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS segments (id BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS packs (
+    pid INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    segment BLOB NOT NULL
+);
+-- WITHOUT ROWID: the 32-byte id is the key, stored once, ~60 bytes a blob on disk.
+CREATE TABLE IF NOT EXISTS blobs (
+    id BLOB PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    type INTEGER NOT NULL,
+    compression INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    stored_len INTEGER NOT NULL,
+    raw_len INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    id BLOB PRIMARY KEY,
+    time INTEGER NOT NULL,
+    json TEXT NOT NULL
+);
+";
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| Error::Other(format!("cache {}: {e}", path.display()))
+}
+
+pub struct Cache {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+/// A blob's location as the cache knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub pack: PackId,
+    pub entry: BlobEntry,
+}
+
+impl Cache {
+    pub fn open(path: &Path) -> Result<Cache> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let conn = Self::connect(path)?;
+        let version: Option<i64> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(sql_err(path))?
+            .and_then(|s| s.parse().ok());
+        let conn = if version != Some(SCHEMA_VERSION) && version.is_some() {
+            // Another version's cache: start over, it is only a cache.
+            drop(conn);
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            Self::connect(path)?
+        } else {
+            conn
+        };
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+            [SCHEMA_VERSION.to_string()],
+        )
+        .map_err(sql_err(path))?;
+        Ok(Cache {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn connect(path: &Path) -> Result<Connection> {
+        let conn = Connection::open(path).map_err(sql_err(path))?;
+        conn.execute_batch(
+            // WAL: readers (a browse in another terminal) never block the backup writer.
+            "PRAGMA journal_mode = WAL;
+             -- NORMAL is safe with WAL; a lost tail is re-read from the repository.
+             PRAGMA synchronous = NORMAL;
+             -- Bounded page cache (32 MiB) whatever the repository size.
+             PRAGMA cache_size = -32768;
+             PRAGMA temp_store = MEMORY;",
+        )
+        .map_err(sql_err(path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(sql_err(path))?;
+        conn.execute_batch(SCHEMA).map_err(sql_err(path))?;
+        Ok(conn)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c).map_err(sql_err(&self.path))
+    }
+
+    pub fn segments(&self) -> Result<HashSet<IndexId>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT id FROM segments")?;
+            let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut out = HashSet::new();
+            for r in rows {
+                if let Ok(id) = IndexId::from_bytes(&r?) {
+                    out.insert(id);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records a segment's packs and blobs in one transaction. A blob already known
+    /// (stored twice by concurrent backups) keeps its first location.
+    pub fn add_segment(&self, id: IndexId, seg: &Segment) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut ins_pack = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO packs (id, size, segment) VALUES (?1, ?2, ?3)",
+                )?;
+                let mut get_pid = tx.prepare_cached("SELECT pid FROM packs WHERE id = ?1")?;
+                let mut ins_blob = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO blobs (id, pid, type, compression, offset, stored_len, raw_len)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for p in &seg.packs {
+                    ins_pack.execute(params![&p.id.0[..], p.size, &id.0[..]])?;
+                    let pid: i64 = get_pid.query_row([&p.id.0[..]], |r| r.get(0))?;
+                    for b in &p.blobs {
+                        ins_blob.execute(params![
+                            &b.id.0[..],
+                            pid,
+                            b.blob_type,
+                            b.compression,
+                            b.offset,
+                            b.stored_len,
+                            b.raw_len
+                        ])?;
+                    }
+                }
+                tx.execute("INSERT OR IGNORE INTO segments (id) VALUES (?1)", [&id.0[..]])?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Forgets every segment, pack and blob (before a rebuild).
+    pub fn clear_index(&self) -> Result<()> {
+        self.with(|c| {
+            c.execute_batch("DELETE FROM blobs; DELETE FROM packs; DELETE FROM segments;")
+        })
+    }
+
+    pub fn lookup(&self, id: &BlobId) -> Result<Option<Location>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT p.id, b.type, b.compression, b.offset, b.stored_len, b.raw_len
+                 FROM blobs b JOIN packs p ON p.pid = b.pid WHERE b.id = ?1",
+            )?;
+            st.query_row([&id.0[..]], |r| {
+                let pack: Vec<u8> = r.get(0)?;
+                Ok((pack, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })
+            .optional()
+        })?
+        .map(|(pack, t, c, o, s, l)| {
+            Ok(Location {
+                pack: PackId::from_bytes(&pack)?,
+                entry: BlobEntry {
+                    id: *id,
+                    blob_type: t,
+                    compression: c,
+                    offset: o,
+                    stored_len: s,
+                    raw_len: l,
+                },
+            })
+        })
+        .transpose()
+    }
+
+    pub fn contains(&self, id: &BlobId) -> Result<bool> {
+        self.with(|c| {
+            let mut st = c.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?;
+            st.exists([&id.0[..]])
+        })
+    }
+
+    /// Of the given ids, those the cache does not know: one lock and one
+    /// prepared statement for a whole batch.
+    pub fn missing(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?;
+            ids.iter().map(|id| st.exists([&id.0[..]]).map(|e| !e)).collect()
+        })
+    }
+
+    pub fn counts(&self) -> Result<(u64, u64)> {
+        self.with(|c| {
+            let b: i64 = c.query_row("SELECT count(*) FROM blobs", [], |r| r.get(0))?;
+            let p: i64 = c.query_row("SELECT count(*) FROM packs", [], |r| r.get(0))?;
+            Ok((b as u64, p as u64))
+        })
+    }
+
+    pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT id, size FROM packs")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (id, size) = r?;
+                if let Ok(id) = PackId::from_bytes(&id) {
+                    out.push((id, size as u64));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn snapshot_ids(&self) -> Result<HashSet<SnapshotId>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT id FROM snapshots")?;
+            let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut out = HashSet::new();
+            for r in rows {
+                if let Ok(id) = SnapshotId::from_bytes(&r?) {
+                    out.insert(id);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn put_snapshot(&self, id: SnapshotId, time: i64, json: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO snapshots (id, time, json) VALUES (?1, ?2, ?3)",
+                params![&id.0[..], time, json],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn remove_snapshot(&self, id: SnapshotId) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM snapshots WHERE id = ?1", [&id.0[..]])
+                .map(|_| ())
+        })
+    }
+
+    /// All snapshots, oldest first, as (id, JSON).
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, String)>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT id, json FROM snapshots ORDER BY time, id")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (id, json) = r?;
+                if let Ok(id) = SnapshotId::from_bytes(&id) {
+                    out.push((id, json));
+                }
+            }
+            Ok(out)
+        })
+    }
+}

@@ -1,0 +1,28 @@
+//! cellar: a content-addressed, deduplicating, encrypted snapshot repository.
+//!
+//! The modules follow the backup pipeline: [`archiver`] walks and reads,
+//! [`chunker`] cuts, [`crypto`] hashes and seals, [`packer`] and [`pack`] group
+//! blobs into pack files, [`index`] records where they went, and a [`backend`]
+//! stores the files. [`restorer`] reads them back. The on-disk format is
+//! specified in format-spec/.
+
+pub mod archiver;
+pub mod backend;
+pub mod cancel;
+pub mod chunker;
+pub mod compress;
+pub mod crypto;
+pub mod error;
+pub mod fsmeta;
+pub mod id;
+pub mod index;
+pub mod pack;
+pub mod packer;
+pub mod repofile;
+pub mod repository;
+pub mod restorer;
+pub mod tree;
+pub mod wire;
+
+pub use error::{Error, Result};
+pub use repository::Repository;

@@ -1,0 +1,610 @@
+//! An open repository: its backend, keys, config and local cache. Everything that
+//! reads or writes repository files goes through here.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::backend::{FileType, WriteBackend};
+use crate::crypto::{self, KdfParams, Keys};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, IndexId, KeyId, RepoId, SnapshotId};
+use crate::index::{Cache, Segment};
+use crate::repofile::{self, Config, KeyFile, KeyMeta, Snapshot};
+use crate::tree::{self, Node};
+
+/// Something the engine wants to tell the user about (rebuilding a cache, a
+/// stale lock). The CLI decides how to show it.
+pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
+
+pub fn silent() -> Notify {
+    Arc::new(|_| {})
+}
+
+pub struct InitOptions {
+    pub kdf: KdfParams,
+    pub chunker: repofile::ChunkerConfig,
+    pub compression_level: i32,
+    pub pack_size: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            kdf: KdfParams::DEFAULT,
+            chunker: Default::default(),
+            compression_level: 3,
+            // 16 MiB: one PUT on S3 (under the multipart threshold of most tools), and
+            // 1 TB stays ~65,000 files on a disk.
+            pack_size: 16 << 20,
+        }
+    }
+}
+
+pub struct Repository {
+    pub(crate) backend: Arc<dyn WriteBackend>,
+    pub(crate) keys: Keys,
+    pub(crate) config: Config,
+    pub(crate) cache: Cache,
+    key_id: KeyId,
+    notify: Notify,
+}
+
+fn backend_err(b: &dyn WriteBackend) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Backend {
+        location: b.location(),
+        source: e,
+    }
+}
+
+/// Default cache root: $XDG_CACHE_HOME/cellar, else ~/.cache/cellar.
+pub fn default_cache_root() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(x).join("cellar");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|s| !s.is_empty()) {
+        return PathBuf::from(h).join(".cache").join("cellar");
+    }
+    std::env::temp_dir().join("cellar-cache")
+}
+
+fn make_key_file(keys: &Keys, password: &[u8], kdf: KdfParams) -> Result<(KeyId, Vec<u8>)> {
+    let salt: [u8; 32] = crypto::random_bytes();
+    let kek = crypto::derive_kek(password, &salt, kdf)?;
+    let meta = KeyMeta {
+        created: repofile::now_rfc3339(),
+        hostname: repofile::hostname(),
+        username: repofile::username(),
+    };
+    let meta_json = serde_json::to_vec(&meta).expect("key metadata serializes");
+    let kf = KeyFile {
+        version: repofile::FORMAT_VERSION,
+        kdf: repofile::KdfJson {
+            algorithm: "argon2id".into(),
+            version: 19,
+            memory_kib: kdf.memory_kib,
+            iterations: kdf.iterations,
+            parallelism: kdf.parallelism,
+            salt: hex::encode(salt),
+        },
+        master_key: hex::encode(crypto::wrap_master(&kek, keys.master())),
+        meta: hex::encode(keys.seal(crypto::aad::KEY_META, &meta_json)),
+    };
+    let bytes = serde_json::to_vec_pretty(&kf).expect("key file serializes");
+    Ok((KeyId(crate::id::storage_hash(&bytes)), bytes))
+}
+
+fn parse_key_file(id: &str, bytes: &[u8]) -> Result<(KeyFile, KdfParams, Vec<u8>)> {
+    if bytes.len() > repofile::MAX_KEYFILE {
+        return Err(Error::corrupt("key", id, "key file larger than 64 KiB"));
+    }
+    let kf: KeyFile = serde_json::from_slice(bytes)
+        .map_err(|e| Error::corrupt("key", id, format!("not a key file: {e}")))?;
+    if kf.version != repofile::FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            what: "key file",
+            version: kf.version as u64,
+        });
+    }
+    if kf.kdf.algorithm != "argon2id" || kf.kdf.version != 19 {
+        return Err(Error::corrupt(
+            "key",
+            id,
+            format!("unsupported KDF {} v{}", kf.kdf.algorithm, kf.kdf.version),
+        ));
+    }
+    let p = KdfParams {
+        memory_kib: kf.kdf.memory_kib,
+        iterations: kf.kdf.iterations,
+        parallelism: kf.kdf.parallelism,
+    };
+    p.validate()?;
+    let salt = hex::decode(&kf.kdf.salt)
+        .ok()
+        .filter(|s| (16..=64).contains(&s.len()))
+        .ok_or_else(|| Error::corrupt("key", id, "bad salt"))?;
+    Ok((kf, p, salt))
+}
+
+/// Creates a repository at an empty location. Returns its id.
+pub fn init(backend: &dyn WriteBackend, password: &[u8], opts: &InitOptions) -> Result<RepoId> {
+    let berr = backend_err(backend);
+    if !backend.is_empty().map_err(&berr)? {
+        return Err(Error::NotEmpty(backend.location()));
+    }
+    let keys = Keys::generate();
+    let repo_id = RepoId(crypto::random_bytes());
+    let config = Config {
+        version: repofile::FORMAT_VERSION,
+        id: repo_id.to_hex(),
+        created: repofile::now_rfc3339(),
+        chunker: opts.chunker,
+        compression: repofile::CompressionConfig {
+            algorithm: "zstd".into(),
+            level: opts.compression_level,
+        },
+        pack_size: opts.pack_size,
+    };
+    config.validate()?;
+    backend.create().map_err(&berr)?;
+    let (kid, kbytes) = make_key_file(&keys, password, opts.kdf)?;
+    backend
+        .create_new(FileType::Key, &kid.to_hex(), &kbytes)
+        .map_err(&berr)?;
+    let cbytes = seal_meta(&keys, crypto::aad::CONFIG, &serde_json::to_vec(&config).unwrap());
+    // The config is written last: a location holds a repository once it exists.
+    if !backend
+        .create_new(FileType::Config, "config", &cbytes)
+        .map_err(&berr)?
+    {
+        return Err(Error::NotEmpty(backend.location()));
+    }
+    backend.flush().map_err(&berr)?;
+    Ok(repo_id)
+}
+
+fn seal_meta(keys: &Keys, aad: &[u8], body: &[u8]) -> Vec<u8> {
+    keys.seal(aad, &crate::compress::frame_meta(body))
+}
+
+fn open_meta(
+    keys: &Keys,
+    aad: &[u8],
+    what: &'static str,
+    id: &str,
+    bytes: &[u8],
+    max: usize,
+) -> Result<Vec<u8>> {
+    let framed = keys
+        .open(aad, bytes)
+        .map_err(|e| Error::corrupt(what, id, e.to_string()))?;
+    crate::compress::unframe_meta(what, &framed, max).map_err(|e| Error::corrupt(what, id, e.to_string()))
+}
+
+pub struct KeyInfo {
+    pub id: KeyId,
+    pub current: bool,
+    pub meta: Option<KeyMeta>,
+    pub kdf: KdfParams,
+}
+
+impl Repository {
+    /// Unlocks a repository and brings its cache up to date.
+    pub fn open(
+        backend: Box<dyn WriteBackend>,
+        password: &[u8],
+        cache_root: Option<&Path>,
+        notify: Notify,
+    ) -> Result<Repository> {
+        let backend: Arc<dyn WriteBackend> = Arc::from(backend);
+        let loc = backend.location();
+        let berr = |e: std::io::Error| Error::Backend {
+            location: loc.clone(),
+            source: e,
+        };
+        let config_bytes = match backend.read(FileType::Config, "config") {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoRepository(backend.location()));
+            }
+            Err(e) => return Err(berr(e)),
+        };
+        let key_names = backend.list(FileType::Key).map_err(&berr)?;
+        let mut unlocked = None;
+        for (name, size) in &key_names {
+            if *size as usize > repofile::MAX_KEYFILE {
+                continue;
+            }
+            let bytes = backend.read(FileType::Key, name).map_err(&berr)?;
+            let Ok((kf, p, salt)) = parse_key_file(name, &bytes) else {
+                notify(&format!("warning: key file {name} is malformed, skipped"));
+                continue;
+            };
+            let Ok(sealed) = hex::decode(&kf.master_key) else { continue };
+            let kek = crypto::derive_kek(password, &salt, p)?;
+            if let Some(master) = crypto::unwrap_master(&kek, &sealed) {
+                unlocked = Some((KeyId::from_hex(name)?, Keys::from_master(master)));
+                break;
+            }
+        }
+        let Some((key_id, keys)) = unlocked else {
+            return Err(Error::WrongPassword);
+        };
+        let body = open_meta(
+            &keys,
+            crypto::aad::CONFIG,
+            "config",
+            "config",
+            &config_bytes,
+            repofile::MAX_CONFIG,
+        )?;
+        let config: Config = serde_json::from_slice(&body)
+            .map_err(|e| Error::corrupt("config", "config", e.to_string()))?;
+        config.validate()?;
+        let root = cache_root
+            .map(Path::to_path_buf)
+            .unwrap_or_else(default_cache_root);
+        let cache = Cache::open(&root.join(&config.id).join("index.sqlite"))?;
+        let repo = Repository {
+            backend,
+            keys,
+            config,
+            cache,
+            key_id,
+            notify,
+        };
+        repo.sync_index()?;
+        repo.sync_snapshots()?;
+        Ok(repo)
+    }
+
+    pub fn id(&self) -> RepoId {
+        RepoId::from_hex(&self.config.id).expect("validated at open")
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub fn backend(&self) -> &Arc<dyn WriteBackend> {
+        &self.backend
+    }
+
+    pub fn notify(&self, msg: &str) {
+        (self.notify)(msg)
+    }
+
+    pub(crate) fn berr(&self) -> impl Fn(std::io::Error) -> Error + '_ {
+        backend_err(&*self.backend)
+    }
+
+    /// Reads the index segments the cache has not seen. Only a vanished or
+    /// superseded segment (after a prune) forces a full rebuild.
+    pub fn sync_index(&self) -> Result<()> {
+        let listed: HashSet<IndexId> = self
+            .backend
+            .list(FileType::Index)
+            .map_err(self.berr())?
+            .into_iter()
+            .filter_map(|(n, _)| IndexId::from_hex(&n).ok())
+            .collect();
+        let known = self.cache.segments()?;
+        let mut new: Vec<IndexId> = listed.difference(&known).copied().collect();
+        let gone = known.difference(&listed).next().is_some();
+        if new.is_empty() && !gone {
+            return Ok(());
+        }
+        let mut rebuild = gone;
+        if rebuild || known.is_empty() {
+            new = listed.iter().copied().collect();
+        }
+        if new.len() > 8 || rebuild {
+            self.notify(&format!(
+                "updating the local cache from {} index segment(s)",
+                new.len()
+            ));
+        }
+        let segments = self.read_segments(&new)?;
+        if segments.iter().any(|(_, s)| !s.superseded.is_empty()) && !rebuild {
+            rebuild = true;
+        }
+        if rebuild {
+            let all = if new.len() == listed.len() {
+                segments
+            } else {
+                self.read_segments(&listed.iter().copied().collect::<Vec<_>>())?
+            };
+            let superseded: HashSet<IndexId> = all
+                .iter()
+                .flat_map(|(_, s)| s.superseded.iter().copied())
+                .collect();
+            self.cache.clear_index()?;
+            for (id, seg) in &all {
+                if !superseded.contains(id) {
+                    self.cache.add_segment(*id, seg)?;
+                }
+            }
+        } else {
+            for (id, seg) in &segments {
+                self.cache.add_segment(*id, seg)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_segments(&self, ids: &[IndexId]) -> Result<Vec<(IndexId, Segment)>> {
+        ids.par_iter()
+            .map(|id| {
+                let bytes = self
+                    .backend
+                    .read(FileType::Index, &id.to_hex())
+                    .map_err(self.berr())?;
+                Ok((*id, Segment::open(&self.keys, *id, &bytes)?))
+            })
+            .collect()
+    }
+
+    /// Brings the cache's snapshot list in line with the repository.
+    pub fn sync_snapshots(&self) -> Result<()> {
+        let listed: HashSet<SnapshotId> = self
+            .backend
+            .list(FileType::Snapshot)
+            .map_err(self.berr())?
+            .into_iter()
+            .filter_map(|(n, _)| SnapshotId::from_hex(&n).ok())
+            .collect();
+        let known = self.cache.snapshot_ids()?;
+        for gone in known.difference(&listed) {
+            self.cache.remove_snapshot(*gone)?;
+        }
+        let new: Vec<SnapshotId> = listed.difference(&known).copied().collect();
+        let loaded: Vec<Result<(SnapshotId, Snapshot)>> = new
+            .par_iter()
+            .map(|id| Ok((*id, self.load_snapshot(*id)?)))
+            .collect();
+        for r in loaded {
+            match r {
+                Ok((id, snap)) => {
+                    let json = serde_json::to_string(&snap).expect("snapshot serializes");
+                    self.cache
+                        .put_snapshot(id, snap.timestamp().as_second(), &json)?;
+                }
+                Err(e) => self.notify(&format!("warning: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn load_snapshot(&self, id: SnapshotId) -> Result<Snapshot> {
+        let bytes = self
+            .backend
+            .read(FileType::Snapshot, &id.to_hex())
+            .map_err(self.berr())?;
+        if crate::id::storage_hash(&bytes) != id.0 {
+            return Err(Error::corrupt("snapshot", id, "content does not match its name"));
+        }
+        let body = open_meta(
+            &self.keys,
+            crypto::aad::SNAPSHOT,
+            "snapshot",
+            &id.to_hex(),
+            &bytes,
+            repofile::MAX_SNAPSHOT,
+        )?;
+        let snap: Snapshot = serde_json::from_slice(&body)
+            .map_err(|e| Error::corrupt("snapshot", id, e.to_string()))?;
+        snap.validate()
+            .map_err(|e| Error::corrupt("snapshot", id, e.to_string()))?;
+        Ok(snap)
+    }
+
+    /// Writes a snapshot: the last step of a backup, after its packs and index.
+    pub fn save_snapshot(&self, snap: &Snapshot) -> Result<SnapshotId> {
+        let json = serde_json::to_vec(snap).expect("snapshot serializes");
+        let bytes = seal_meta(&self.keys, crypto::aad::SNAPSHOT, &json);
+        let id = SnapshotId(crate::id::storage_hash(&bytes));
+        self.backend
+            .write(FileType::Snapshot, &id.to_hex(), &bytes)
+            .map_err(self.berr())?;
+        self.backend.flush().map_err(self.berr())?;
+        self.cache.put_snapshot(
+            id,
+            snap.timestamp().as_second(),
+            &String::from_utf8(json).expect("JSON is UTF-8"),
+        )?;
+        Ok(id)
+    }
+
+    pub fn remove_snapshot(&self, id: SnapshotId) -> Result<()> {
+        self.backend
+            .remove(FileType::Snapshot, &id.to_hex())
+            .map_err(self.berr())?;
+        self.cache.remove_snapshot(id)
+    }
+
+    /// All snapshots, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<(SnapshotId, Snapshot)>> {
+        let mut out = Vec::new();
+        for (id, json) in self.cache.snapshots()? {
+            match serde_json::from_str::<Snapshot>(&json) {
+                Ok(s) => out.push((id, s)),
+                Err(e) => self.notify(&format!("warning: cached snapshot {id}: {e}")),
+            }
+        }
+        out.sort_by_key(|(id, s)| (s.timestamp(), *id));
+        Ok(out)
+    }
+
+    /// Resolves "latest" or an id prefix (at least 4 hex digits) to one snapshot.
+    pub fn find_snapshot(&self, selector: &str) -> Result<(SnapshotId, Snapshot)> {
+        let mut all = self.snapshots()?;
+        if selector == "latest" {
+            return all
+                .pop()
+                .ok_or_else(|| Error::NotFound("the repository has no snapshots".into()));
+        }
+        let sel = selector.to_ascii_lowercase();
+        if sel.len() < 4 || !sel.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot {selector:?}: expected \"latest\" or an id prefix of at least 4 hex digits"
+            )));
+        }
+        let mut hits: Vec<_> = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&sel))
+            .collect();
+        match hits.len() {
+            0 => Err(Error::NotFound(format!("no snapshot matches {selector:?}"))),
+            1 => Ok(hits.pop().unwrap()),
+            n => Err(Error::InvalidArgument(format!(
+                "snapshot prefix {selector:?} is ambiguous ({n} snapshots match)"
+            ))),
+        }
+    }
+
+    /// Reads one blob: locate it in the cache, read its byte range, open and verify it.
+    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self
+            .cache
+            .lookup(id)?
+            .ok_or_else(|| Error::corrupt("blob", id, "not found in the index"))?;
+        let stored = self
+            .backend
+            .read_range(
+                FileType::Pack,
+                &loc.pack.to_hex(),
+                loc.entry.offset as u64,
+                loc.entry.stored_len as u64,
+            )
+            .map_err(|e| {
+                Error::corrupt("blob", id, format!("reading pack {}: {e}", loc.pack))
+            })?;
+        crate::pack::open_blob(&self.keys, &loc.entry, &stored)
+    }
+
+    pub fn load_tree(&self, id: &BlobId) -> Result<Vec<Node>> {
+        let bytes = self.read_blob(id)?;
+        tree::decode(&bytes).map_err(|e| Error::corrupt("tree", id, e.to_string()))
+    }
+
+    /// Writes a sealed index segment and records it in the cache.
+    pub(crate) fn write_segment(&self, seg: &Segment) -> Result<IndexId> {
+        let (id, bytes) = seg.seal(&self.keys);
+        self.backend
+            .write(FileType::Index, &id.to_hex(), &bytes)
+            .map_err(self.berr())?;
+        self.cache.add_segment(id, seg)?;
+        Ok(id)
+    }
+
+    // ---- keys ----
+
+    pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        let mut out = Vec::new();
+        for (name, _) in self.backend.list(FileType::Key).map_err(self.berr())? {
+            let Ok(id) = KeyId::from_hex(&name) else { continue };
+            let bytes = self.backend.read(FileType::Key, &name).map_err(self.berr())?;
+            let (kf, kdf, _) = parse_key_file(&name, &bytes)?;
+            let meta = hex::decode(&kf.meta)
+                .ok()
+                .and_then(|m| self.keys.open(crypto::aad::KEY_META, &m).ok())
+                .and_then(|j| serde_json::from_slice::<KeyMeta>(&j).ok());
+            out.push(KeyInfo {
+                id,
+                current: id == self.key_id,
+                meta,
+                kdf,
+            });
+        }
+        out.sort_by(|a, b| {
+            let ta = a.meta.as_ref().map(|m| m.created.clone());
+            let tb = b.meta.as_ref().map(|m| m.created.clone());
+            ta.cmp(&tb).then(a.id.cmp(&b.id))
+        });
+        Ok(out)
+    }
+
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<KeyId> {
+        let (id, bytes) = make_key_file(&self.keys, password, kdf)?;
+        self.backend
+            .create_new(FileType::Key, &id.to_hex(), &bytes)
+            .map_err(self.berr())?;
+        self.backend.flush().map_err(self.berr())?;
+        Ok(id)
+    }
+
+    pub fn current_key(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// Removes a key; the key in use cannot be removed (that would lock the user out mid-session).
+    pub fn remove_key(&self, id: KeyId) -> Result<()> {
+        if id == self.key_id {
+            return Err(Error::InvalidArgument(format!(
+                "key {} is the one in use: open the repository with another password to remove it",
+                id.short()
+            )));
+        }
+        let keys = self.list_keys()?;
+        if !keys.iter().any(|k| k.id == id) {
+            return Err(Error::NotFound(format!("no key {id}")));
+        }
+        self.backend
+            .remove(FileType::Key, &id.to_hex())
+            .map_err(self.berr())?;
+        self.backend.flush().map_err(self.berr())
+    }
+
+    /// Changes the password of the key in use: a new key file, then the old one goes.
+    pub fn change_password(&mut self, password: &[u8], kdf: KdfParams) -> Result<KeyId> {
+        let new = self.add_key(password, kdf)?;
+        let old = self.key_id;
+        self.key_id = new;
+        self.backend
+            .remove(FileType::Key, &old.to_hex())
+            .map_err(self.berr())?;
+        self.backend.flush().map_err(self.berr())?;
+        Ok(new)
+    }
+
+    /// Resolves a key id prefix.
+    pub fn find_key(&self, prefix: &str) -> Result<KeyId> {
+        let hits: Vec<KeyId> = self
+            .list_keys()?
+            .into_iter()
+            .map(|k| k.id)
+            .filter(|id| id.to_hex().starts_with(&prefix.to_ascii_lowercase()))
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(Error::NotFound(format!("no key matches {prefix:?}"))),
+            _ => Err(Error::InvalidArgument(format!("key prefix {prefix:?} is ambiguous"))),
+        }
+    }
+}
+
+/// Groups blob ids by the pack they live in (restore and check read pack by pack).
+pub fn group_by_pack(
+    repo: &Repository,
+    ids: impl IntoIterator<Item = BlobId>,
+) -> Result<HashMap<crate::id::PackId, Vec<crate::pack::BlobEntry>>> {
+    let mut out: HashMap<_, Vec<_>> = HashMap::new();
+    for id in ids {
+        let loc = repo
+            .cache
+            .lookup(&id)?
+            .ok_or_else(|| Error::corrupt("blob", id, "not found in the index"))?;
+        out.entry(loc.pack).or_default().push(loc.entry);
+    }
+    Ok(out)
+}
