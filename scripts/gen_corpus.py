@@ -376,7 +376,7 @@ def write_bytes(path: str, data: bytes) -> None:
 class Plan:
     """Counts for the full corpus; --small divides counts by 10."""
 
-    FULL = dict(folders=1450, office=4250, text=1950, photos=370, videos=6,
+    FULL = dict(folders=1450, office=4250, text=1950, photos=345, videos=6,
                 thumbs=3450, versions=900, dups=575, minio=16000, logs=24,
                 services=12)
 
@@ -386,7 +386,7 @@ class Plan:
         self.n = {k: max(1, round(v * s)) for k, v in self.FULL.items()}
         if small:
             self.n["videos"] = 1
-        self.video_range = (20 * MiB, 40 * MiB) if small else (20 * MiB, 80 * MiB)
+        self.video_range = (15 * MiB, 30 * MiB) if small else (20 * MiB, 80 * MiB)
 
 
 def lognormal_size(rng, median, sigma, lo, hi):
@@ -635,7 +635,7 @@ LOG_LOGGERS = ["pydio.grpc.tasks", "pydio.gateway.proxy", "pydio.rest.tree",
 
 def log_text(rng: random.Random, size: int, end_ts: int) -> bytes:
     out, n = [], 0
-    ts = end_ts - size // 40  # ~40 B of log per second of uptime
+    ts = end_ts - (size // 280) * 30  # ~280 B lines, one every ~30 s
     while n < size:
         ts += rng.random() * 60
         lvl = rng.choices(("info", "debug", "warn", "error"), weights=(70, 20, 7, 3))[0]
@@ -819,7 +819,8 @@ def cmd_mutate(args) -> None:
     changed = []
     for kinds, frac in mix:
         changed += pick(kinds, round(n_chg * frac))
-    changed += pick(("office",), n_chg - len(changed))
+    changed = changed[:n_chg]
+    changed += pick(("office",), max(0, n_chg - len(changed)))
     for rel in changed:
         p = os.path.join(root, rel)
         size = sizes[rel]
@@ -854,7 +855,7 @@ def cmd_mutate(args) -> None:
     doc_dirs = sorted({r.rsplit("/", 1)[0] for r in by_kind.get("office", []) + by_kind.get("text", [])
                        if r.startswith("data/personal/") or r.startswith("data/cellsdata/")})
     photo_dirs = sorted({r.rsplit("/", 1)[0] for r in by_kind.get("photo", [])}) or doc_dirs
-    used = {(r.rsplit("/", 1)[0], r.rsplit("/", 1)[1]) for r in existing}
+    used = {os.path.split(r) for r in existing}
     added = []
     n_obj = n_add // 2
     for i in range(n_obj):
@@ -931,7 +932,7 @@ class Table:
 
 class ActivityLog(Table):
     name = "activity_log"
-    full_rows = 270_000
+    full_rows = 296_000
     step = 110
     create = """CREATE TABLE `activity_log` (
   `id` bigint unsigned NOT NULL AUTO_INCREMENT,
@@ -968,7 +969,7 @@ class ActivityLog(Table):
 
 class IndexNodes(Table):
     name = "data_index_nodes"
-    full_rows = 560_000
+    full_rows = 613_000
     step = 50
     create = """CREATE TABLE `data_index_nodes` (
   `id` bigint unsigned NOT NULL AUTO_INCREMENT,
@@ -1005,7 +1006,7 @@ class IndexNodes(Table):
 
 class DataMeta(Table):
     name = "data_meta"
-    full_rows = 330_000
+    full_rows = 361_000
     step = 90
     create = """CREATE TABLE `data_meta` (
   `id` bigint unsigned NOT NULL AUTO_INCREMENT,
@@ -1040,7 +1041,7 @@ class DataMeta(Table):
 
 class Acls(Table):
     name = "idm_acls"
-    full_rows = 260_000
+    full_rows = 285_000
     step = 120
     create = """CREATE TABLE `idm_acls` (
   `id` bigint unsigned NOT NULL AUTO_INCREMENT,
@@ -1070,7 +1071,7 @@ class Acls(Table):
 
 class UserAttrs(Table):
     name = "idm_user_attributes"
-    full_rows = 110_000
+    full_rows = 120_000
     step = 300
     create = """CREATE TABLE `idm_user_attributes` (
   `id` bigint unsigned NOT NULL AUTO_INCREMENT,

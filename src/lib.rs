@@ -16,6 +16,7 @@ pub mod error;
 pub mod fsmeta;
 pub mod id;
 pub mod index;
+pub mod lock;
 pub mod pack;
 pub mod packer;
 pub mod repofile;

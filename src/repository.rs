@@ -284,7 +284,7 @@ impl Repository {
         (self.notify)(msg)
     }
 
-    pub(crate) fn berr(&self) -> impl Fn(std::io::Error) -> Error + '_ {
+    pub fn berr(&self) -> impl Fn(std::io::Error) -> Error + '_ {
         backend_err(&*self.backend)
     }
 
