@@ -32,7 +32,10 @@ pub fn classify(name: &[u8]) -> ChunkClass {
         None => return ChunkClass::Large,
     };
     let lower = ext.to_ascii_lowercase();
-    if SMALL_EXTENSIONS.iter().any(|e| e.as_bytes() == lower.as_slice()) {
+    if SMALL_EXTENSIONS
+        .iter()
+        .any(|e| e.as_bytes() == lower.as_slice())
+    {
         ChunkClass::Small
     } else {
         ChunkClass::Large
@@ -52,7 +55,9 @@ pub fn chunk_stream<R: Read + ?Sized>(
     let min = params.min as usize;
     let max = params.max as usize;
     let cap = match size_hint {
-        Some(h) => (h as usize).saturating_add(1).clamp(4096, BATCH_BYTES.max(2 * max)),
+        Some(h) => (h as usize)
+            .saturating_add(1)
+            .clamp(4096, BATCH_BYTES.max(2 * max)),
         None => BATCH_BYTES.max(2 * max),
     };
     let mut buf = vec![0u8; cap];
@@ -70,7 +75,11 @@ pub fn chunk_stream<R: Read + ?Sized>(
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-            if !eof && filled == buf.len() && size_hint.is_some() && buf.len() < 2 * max.max(BATCH_BYTES / 2) {
+            if !eof
+                && filled == buf.len()
+                && size_hint.is_some()
+                && buf.len() < 2 * max.max(BATCH_BYTES / 2)
+            {
                 // The file grew past its stat size: grow the buffer rather than fail.
                 let new_len = (buf.len() * 2).min(BATCH_BYTES.max(2 * max));
                 if new_len > buf.len() {

@@ -30,7 +30,8 @@ pub fn compress_blob(data: &[u8], level: i32) -> (u8, Option<Vec<u8>>) {
             ));
         }
         let comp = &mut c.as_mut().unwrap().1;
-        comp.compress(data).expect("zstd compress into a growable buffer")
+        comp.compress(data)
+            .expect("zstd compress into a growable buffer")
     });
     if out.len() + data.len() / 32 < data.len() {
         (ZSTD, Some(out))

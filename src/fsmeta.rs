@@ -36,7 +36,11 @@ fn lookup_user(uid: u32) -> Option<String> {
     if rc != 0 || result.is_null() {
         return None;
     }
-    Some(unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 fn lookup_group(gid: u32) -> Option<String> {
@@ -47,7 +51,11 @@ fn lookup_group(gid: u32) -> Option<String> {
     if rc != 0 || result.is_null() {
         return None;
     }
-    Some(unsafe { CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned())
+    Some(
+        unsafe { CStr::from_ptr(grp.gr_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 pub fn uid_for(name: &str) -> Option<u32> {
@@ -55,8 +63,15 @@ pub fn uid_for(name: &str) -> Option<u32> {
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc =
-        unsafe { libc::getpwnam_r(c.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
     (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
 }
 
@@ -65,8 +80,15 @@ pub fn gid_for(name: &str) -> Option<u32> {
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::group = std::ptr::null_mut();
-    let rc =
-        unsafe { libc::getgrnam_r(c.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
+    let rc = unsafe {
+        libc::getgrnam_r(
+            c.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
     (rc == 0 && !result.is_null()).then_some(grp.gr_gid)
 }
 
@@ -121,7 +143,8 @@ pub fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     for name in names {
         if let Ok(Some(v)) = xattr::get(path, &name) {
-            if name.len() <= crate::tree::MAX_XATTR_NAME && v.len() <= crate::tree::MAX_XATTR_VALUE {
+            if name.len() <= crate::tree::MAX_XATTR_NAME && v.len() <= crate::tree::MAX_XATTR_VALUE
+            {
                 out.push((name.as_bytes().to_vec(), v));
             }
         }
@@ -174,7 +197,13 @@ pub fn mknod(path: &Path, kind: Kind, mode: u32, rdev: u64) -> std::io::Result<(
         Kind::Socket => libc::S_IFSOCK,
         _ => return Err(std::io::Error::other("not a special file")),
     };
-    let rc = unsafe { libc::mknod(c.as_ptr(), fmt | (mode & 0o7777) as libc::mode_t, rdev as libc::dev_t) };
+    let rc = unsafe {
+        libc::mknod(
+            c.as_ptr(),
+            fmt | (mode & 0o7777) as libc::mode_t,
+            rdev as libc::dev_t,
+        )
+    };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }

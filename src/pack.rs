@@ -67,7 +67,11 @@ pub fn open_blob(keys: &Keys, e: &BlobEntry, stored: &[u8]) -> Result<Vec<u8>> {
         ));
     }
     if keys.blob_id(&plain) != e.id {
-        return Err(Error::corrupt("blob", e.id, "content does not match its id"));
+        return Err(Error::corrupt(
+            "blob",
+            e.id,
+            "content does not match its id",
+        ));
     }
     Ok(plain)
 }

@@ -48,6 +48,7 @@ pub struct Packer<'r> {
     raw_bytes: AtomicU64,
     stored_bytes: AtomicU64,
     packs: AtomicU64,
+    dry_run: bool,
 }
 
 impl<'r> Packer<'r> {
@@ -56,6 +57,7 @@ impl<'r> Packer<'r> {
     pub fn run<T>(
         repo: &'r Repository,
         writers: usize,
+        dry_run: bool,
         f: impl FnOnce(&Packer<'r>) -> Result<T>,
     ) -> Result<(T, PackerStats)> {
         let (tx, rx) = bounded::<Finished>(writers.max(1));
@@ -74,6 +76,7 @@ impl<'r> Packer<'r> {
             raw_bytes: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
             packs: AtomicU64::new(0),
+            dry_run,
         };
         let result = std::thread::scope(|s| {
             for _ in 0..writers.max(1) {
@@ -163,6 +166,9 @@ impl<'r> Packer<'r> {
             .fetch_add(blob.raw_len as u64, Ordering::Relaxed);
         self.stored_bytes
             .fetch_add(blob.data.len() as u64, Ordering::Relaxed);
+        if self.dry_run {
+            return Ok(());
+        }
         let target = self.repo.config.pack_size as usize;
         let full = {
             let mut b = if is_tree {

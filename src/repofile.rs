@@ -237,5 +237,7 @@ pub fn username() -> String {
 }
 
 pub fn now_rfc3339() -> String {
-    jiff::Zoned::now().strftime("%Y-%m-%dT%H:%M:%S%.9f%:z").to_string()
+    jiff::Zoned::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.9f%:z")
+        .to_string()
 }

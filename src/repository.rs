@@ -153,7 +153,11 @@ pub fn init(backend: &dyn WriteBackend, password: &[u8], opts: &InitOptions) -> 
     backend
         .create_new(FileType::Key, &kid.to_hex(), &kbytes)
         .map_err(&berr)?;
-    let cbytes = seal_meta(&keys, crypto::aad::CONFIG, &serde_json::to_vec(&config).unwrap());
+    let cbytes = seal_meta(
+        &keys,
+        crypto::aad::CONFIG,
+        &serde_json::to_vec(&config).unwrap(),
+    );
     // The config is written last: a location holds a repository once it exists.
     if !backend
         .create_new(FileType::Config, "config", &cbytes)
@@ -180,7 +184,8 @@ fn open_meta(
     let framed = keys
         .open(aad, bytes)
         .map_err(|e| Error::corrupt(what, id, e.to_string()))?;
-    crate::compress::unframe_meta(what, &framed, max).map_err(|e| Error::corrupt(what, id, e.to_string()))
+    crate::compress::unframe_meta(what, &framed, max)
+        .map_err(|e| Error::corrupt(what, id, e.to_string()))
 }
 
 pub struct KeyInfo {
@@ -222,7 +227,9 @@ impl Repository {
                 notify(&format!("warning: key file {name} is malformed, skipped"));
                 continue;
             };
-            let Ok(sealed) = hex::decode(&kf.master_key) else { continue };
+            let Ok(sealed) = hex::decode(&kf.master_key) else {
+                continue;
+            };
             let kek = crypto::derive_kek(password, &salt, p)?;
             if let Some(master) = crypto::unwrap_master(&kek, &sealed) {
                 unlocked = Some((KeyId::from_hex(name)?, Keys::from_master(master)));
@@ -391,7 +398,11 @@ impl Repository {
             .read(FileType::Snapshot, &id.to_hex())
             .map_err(self.berr())?;
         if crate::id::storage_hash(&bytes) != id.0 {
-            return Err(Error::corrupt("snapshot", id, "content does not match its name"));
+            return Err(Error::corrupt(
+                "snapshot",
+                id,
+                "content does not match its name",
+            ));
         }
         let body = open_meta(
             &self.keys,
@@ -486,9 +497,7 @@ impl Repository {
                 loc.entry.offset as u64,
                 loc.entry.stored_len as u64,
             )
-            .map_err(|e| {
-                Error::corrupt("blob", id, format!("reading pack {}: {e}", loc.pack))
-            })?;
+            .map_err(|e| Error::corrupt("blob", id, format!("reading pack {}: {e}", loc.pack)))?;
         crate::pack::open_blob(&self.keys, &loc.entry, &stored)
     }
 
@@ -512,8 +521,13 @@ impl Repository {
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>> {
         let mut out = Vec::new();
         for (name, _) in self.backend.list(FileType::Key).map_err(self.berr())? {
-            let Ok(id) = KeyId::from_hex(&name) else { continue };
-            let bytes = self.backend.read(FileType::Key, &name).map_err(self.berr())?;
+            let Ok(id) = KeyId::from_hex(&name) else {
+                continue;
+            };
+            let bytes = self
+                .backend
+                .read(FileType::Key, &name)
+                .map_err(self.berr())?;
             let (kf, kdf, _) = parse_key_file(&name, &bytes)?;
             let meta = hex::decode(&kf.meta)
                 .ok()
@@ -588,7 +602,9 @@ impl Repository {
         match hits.as_slice() {
             [one] => Ok(*one),
             [] => Err(Error::NotFound(format!("no key matches {prefix:?}"))),
-            _ => Err(Error::InvalidArgument(format!("key prefix {prefix:?} is ambiguous"))),
+            _ => Err(Error::InvalidArgument(format!(
+                "key prefix {prefix:?} is ambiguous"
+            ))),
         }
     }
 }

@@ -55,7 +55,9 @@ pub fn resolve(repo: &Repository, root: BlobId, subpath: &str) -> Result<Node> {
     node.mode = 0o755;
     for comp in subpath.split('/').filter(|c| !c.is_empty() && *c != ".") {
         let Some(tree) = node.subtree.filter(|_| node.kind == Kind::Dir) else {
-            return Err(Error::NotFound(format!("{subpath}: not a directory in the snapshot")));
+            return Err(Error::NotFound(format!(
+                "{subpath}: not a directory in the snapshot"
+            )));
         };
         let children = repo.load_tree(&tree)?;
         node = children
@@ -67,7 +69,13 @@ pub fn resolve(repo: &Repository, root: BlobId, subpath: &str) -> Result<Node> {
 }
 
 /// Lists everything below a directory node, parents before children.
-fn collect(repo: &Repository, dir: &Node, rel: &Path, out: &mut Vec<Item>, errors: &mut Vec<String>) {
+fn collect(
+    repo: &Repository,
+    dir: &Node,
+    rel: &Path,
+    out: &mut Vec<Item>,
+    errors: &mut Vec<String>,
+) {
     let Some(tree) = dir.subtree else { return };
     let children = match repo.load_tree(&tree) {
         Ok(c) => c,
@@ -233,7 +241,10 @@ pub fn restore(
         let p = target.join(&it.rel);
         let r = match it.node.kind {
             Kind::Symlink => clear_for_file(&p).and_then(|_| {
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes_ext(&it.node.link_target), &p)
+                std::os::unix::fs::symlink(
+                    std::ffi::OsStr::from_bytes_ext(&it.node.link_target),
+                    &p,
+                )
             }),
             Kind::Fifo | Kind::CharDev | Kind::BlockDev | Kind::Socket => clear_for_file(&p)
                 .and_then(|_| fsmeta::mknod(&p, it.node.kind, it.node.mode, it.node.rdev)),
@@ -253,7 +264,9 @@ pub fn restore(
         }
         let p = target.join(&it.rel);
         if let Err(e) = apply_metadata(&p, &it.node, as_root) {
-            result.errors.push(format!("{}: metadata: {e}", p.display()));
+            result
+                .errors
+                .push(format!("{}: metadata: {e}", p.display()));
         }
     }
     if top.kind == Kind::Dir && !opts.subpath.trim_matches('/').is_empty() {

@@ -24,15 +24,15 @@ impl<'a> Reader<'a> {
     }
 
     fn err(&self, detail: impl Into<String>) -> Error {
-        Error::format(self.what, format!("{} (at byte {})", detail.into(), self.pos))
+        Error::format(
+            self.what,
+            format!("{} (at byte {})", detail.into(), self.pos),
+        )
     }
 
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(self.err(format!(
-                "needs {n} bytes, only {} left",
-                self.remaining()
-            )));
+            return Err(self.err(format!("needs {n} bytes, only {} left", self.remaining())));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;

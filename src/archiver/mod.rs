@@ -27,6 +27,8 @@ use crate::tree::{self, Kind, Node};
 
 /// Engine-side progress events; the CLI draws them. Every method has a no-op default.
 pub trait Progress: Send + Sync {
+    /// Called once the parent is known: the bytes a full pass will cover, if known.
+    fn start(&self, _expected_bytes: Option<u64>) {}
     fn bytes_done(&self, _n: u64) {}
     fn file_done(&self, _path: &Path) {}
     fn warn(&self, _msg: &str) {}
@@ -35,10 +37,19 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
+pub mod exclude;
+
+pub use exclude::{ExcludeOptions, Excluder};
+
+/// Called after a stream is read to the end: fails when the producer failed
+/// (a dump command that exited non-zero), and then no snapshot is saved.
+pub type StreamFinish = Box<dyn FnOnce() -> Result<()> + Send>;
+
 /// A named stream stored as a file at `/NAME` in the snapshot.
 pub struct StreamSource {
     pub name: String,
     pub reader: Box<dyn Read + Send>,
+    pub finish: Option<StreamFinish>,
 }
 
 #[derive(Default)]
@@ -51,10 +62,14 @@ pub struct BackupOptions {
     pub parent: Option<SnapshotId>,
     /// Re-read every file even when the parent has it unchanged.
     pub force: bool,
+    pub exclude: ExcludeOptions,
+    /// Read and hash everything, write nothing.
+    pub dry_run: bool,
 }
 
 pub struct BackupResult {
-    pub snapshot: SnapshotId,
+    /// None for a dry run.
+    pub snapshot: Option<SnapshotId>,
     pub parent: Option<SnapshotId>,
     pub summary: Summary,
     /// Source files that could not be read (the snapshot holds everything else).
@@ -80,6 +95,7 @@ struct Ctx<'a, 'r> {
     counters: &'a Counters,
     progress: &'a dyn Progress,
     unreadable: Mutex<Vec<String>>,
+    excluder: &'a Excluder,
 }
 
 /// The parts of the file system a snapshot covers: the given paths at their
@@ -151,19 +167,33 @@ impl Ctx<'_, '_> {
         Ok(id)
     }
 
-    fn save_virtual(&self, dir: &VirtualDir, parent: Option<&HashMap<Vec<u8>, Node>>) -> Result<BlobId> {
+    fn save_virtual(
+        &self,
+        dir: &VirtualDir,
+        parent: Option<&HashMap<Vec<u8>, Node>>,
+    ) -> Result<BlobId> {
         let mut nodes = self.virtual_nodes(dir, parent)?;
         self.save_tree(&mut nodes)
     }
 
-    fn virtual_nodes(&self, dir: &VirtualDir, parent: Option<&HashMap<Vec<u8>, Node>>) -> Result<Vec<Node>> {
+    fn virtual_nodes(
+        &self,
+        dir: &VirtualDir,
+        parent: Option<&HashMap<Vec<u8>, Node>>,
+    ) -> Result<Vec<Node>> {
         let results: Vec<Result<Option<Node>>> = dir
             .children
             .par_iter()
             .map(|(name, e)| {
                 let prev = parent.and_then(|p| p.get(name));
                 match e {
-                    VEntry::Real(path) => self.save_path(path, name.clone(), prev),
+                    VEntry::Real(path) => {
+                        let dev = std::fs::symlink_metadata(path).map(|m| {
+                            use std::os::unix::fs::MetadataExt;
+                            m.dev()
+                        });
+                        self.save_path(path, name.clone(), prev, dev.ok())
+                    }
                     VEntry::Virtual(path, sub) => {
                         let m = std::fs::symlink_metadata(path).at(path)?;
                         let mut node = fsmeta::node_from_metadata(name.clone(), &m);
@@ -189,11 +219,14 @@ impl Ctx<'_, '_> {
             return Ok(None);
         };
         match self.packer.repo().load_tree(&id) {
-            Ok(nodes) => Ok(Some(nodes.into_iter().map(|n| (n.name.clone(), n)).collect())),
+            Ok(nodes) => Ok(Some(
+                nodes.into_iter().map(|n| (n.name.clone(), n)).collect(),
+            )),
             Err(e) => {
                 // A damaged parent only costs speed: the directory is read in full.
-                self.progress
-                    .warn(&format!("parent tree {id} unreadable ({e}); reading the directory in full"));
+                self.progress.warn(&format!(
+                    "parent tree {id} unreadable ({e}); reading the directory in full"
+                ));
                 Ok(None)
             }
         }
@@ -201,7 +234,13 @@ impl Ctx<'_, '_> {
 
     /// One file system object. `Ok(None)` when it vanished or could not be read
     /// (reported as a warning, the backup goes on).
-    fn save_path(&self, path: &Path, name: Vec<u8>, prev: Option<&Node>) -> Result<Option<Node>> {
+    fn save_path(
+        &self,
+        path: &Path,
+        name: Vec<u8>,
+        prev: Option<&Node>,
+        top_dev: Option<u64>,
+    ) -> Result<Option<Node>> {
         crate::cancel::check()?;
         let m = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
@@ -211,6 +250,15 @@ impl Ctx<'_, '_> {
             }
         };
         let mut node = fsmeta::node_from_metadata(name, &m);
+        let ex = &self.excluder.opts;
+        match node.kind {
+            Kind::File if ex.larger_than.is_some_and(|l| node.size > l) => return Ok(None),
+            Kind::Dir if ex.one_file_system && top_dev.is_some_and(|d| d != node.dev) => {
+                return Ok(None);
+            }
+            Kind::Dir if self.excluder.excludes_dir_contents(path) => return Ok(None),
+            _ => {}
+        }
         node.xattrs = fsmeta::read_xattrs(path);
         match node.kind {
             Kind::Dir => {
@@ -222,21 +270,27 @@ impl Ctx<'_, '_> {
                         return Ok(None);
                     }
                 };
-                let mut names: Vec<OsString> = Vec::new();
+                let mut children: Vec<(OsString, PathBuf)> = Vec::new();
                 for e in entries {
                     match e {
-                        Ok(e) => names.push(e.file_name()),
+                        Ok(e) => {
+                            let child = path.join(e.file_name());
+                            // d_type from the listing: no stat() for excluded entries.
+                            let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                            if !self.excluder.excludes_path(&child, is_dir) {
+                                children.push((e.file_name(), child));
+                            }
+                        }
                         Err(e) => self.warn_unreadable(path, &e),
                     }
                 }
                 let prev_children = self.load_parent_children(prev)?;
-                let results: Vec<Result<Option<Node>>> = names
+                let results: Vec<Result<Option<Node>>> = children
                     .into_par_iter()
-                    .map(|n| {
-                        let child = path.join(&n);
+                    .map(|(n, child)| {
                         let key = n.into_vec();
                         let p = prev_children.as_ref().and_then(|m| m.get(&key));
-                        self.save_path(&child, key, p)
+                        self.save_path(&child, key, p, top_dev)
                     })
                     .collect();
                 let mut nodes = Vec::with_capacity(results.len());
@@ -292,10 +346,12 @@ impl Ctx<'_, '_> {
     fn save_file_content(&self, path: &Path, node: &mut Node) -> Result<()> {
         let mut f = File::open(path).at(path)?;
         let class = chunker::classify(&node.name);
-        let (content, read) = self.save_stream(&mut f, class, Some(node.size)).map_err(|e| match e {
-            Error::Io { source, .. } => Error::io(path, source),
-            other => other,
-        })?;
+        let (content, read) =
+            self.save_stream(&mut f, class, Some(node.size))
+                .map_err(|e| match e {
+                    Error::Io { source, .. } => Error::io(path, source),
+                    other => other,
+                })?;
         if read != node.size {
             self.progress.warn(&format!(
                 "{}: changed while being read ({} bytes expected, {read} read); stored as read",
@@ -377,21 +433,25 @@ fn unchanged(prev: &Node, cur: &Node) -> bool {
 }
 
 /// Picks the parent: explicit, else the newest snapshot of the same host and paths.
-fn find_parent(repo: &Repository, host: &str, paths: &[String]) -> Result<Option<(SnapshotId, Snapshot)>> {
+fn find_parent(
+    repo: &Repository,
+    host: &str,
+    paths: &[String],
+) -> Result<Option<(SnapshotId, Snapshot)>> {
     let mut sorted = paths.to_vec();
     sorted.sort();
-    Ok(repo
-        .snapshots()?
-        .into_iter()
-        .rev()
-        .find(|(_, s)| {
-            let mut p = s.paths.clone();
-            p.sort();
-            s.hostname == host && p == sorted
-        }))
+    Ok(repo.snapshots()?.into_iter().rev().find(|(_, s)| {
+        let mut p = s.paths.clone();
+        p.sort();
+        s.hostname == host && p == sorted
+    }))
 }
 
-pub fn backup(repo: &Repository, opts: BackupOptions, progress: &dyn Progress) -> Result<BackupResult> {
+pub fn backup(
+    repo: &Repository,
+    opts: BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
     let started = Instant::now();
     let host = opts.host.clone().unwrap_or_else(repofile::hostname);
     let mut paths: Vec<String> = Vec::new();
@@ -410,7 +470,9 @@ pub fn backup(repo: &Repository, opts: BackupOptions, progress: &dyn Progress) -
         paths.push(format!("/{}", s.name));
     }
     if paths.is_empty() {
-        return Err(Error::InvalidArgument("nothing to back up: give paths or streams".into()));
+        return Err(Error::InvalidArgument(
+            "nothing to back up: give paths or streams".into(),
+        ));
     }
     let parent = match opts.parent {
         Some(id) => Some((id, repo.load_snapshot(id)?)),
@@ -421,18 +483,38 @@ pub fn backup(repo: &Repository, opts: BackupOptions, progress: &dyn Progress) -
         Some((_, s)) => match repo.load_tree(&BlobId::from_hex(&s.tree)?) {
             Ok(n) => Some(n.into_iter().map(|n| (n.name.clone(), n)).collect()),
             Err(e) => {
-                progress.warn(&format!("parent snapshot unreadable ({e}); reading all files"));
+                progress.warn(&format!(
+                    "parent snapshot unreadable ({e}); reading all files"
+                ));
                 None
             }
         },
         None => None,
     };
-    let vroot = build_virtual_root(&opts.paths)?;
+    progress.start(
+        parent
+            .as_ref()
+            .and_then(|(_, s)| s.summary.as_ref())
+            .map(|s| s.total_bytes),
+    );
+    let excluder = Excluder::new(opts.exclude.clone())?;
+    let mut kept_paths = Vec::new();
+    for p in &opts.paths {
+        let abs = std::path::absolute(p).at(p)?;
+        let is_dir = std::fs::symlink_metadata(&abs)
+            .map(|m| m.is_dir())
+            .unwrap_or(false);
+        if !excluder.excludes_path(&abs, is_dir) {
+            kept_paths.push(abs);
+        }
+    }
+    let vroot = build_virtual_root(&kept_paths)?;
     let cfg = repo.config().clone();
     let counters = Counters::default();
     let mut streams = opts.streams;
     let writers = 2;
-    let ((root_tree, unreadable), stats) = Packer::run(repo, writers, |packer| {
+    let dry_run = opts.dry_run;
+    let ((root_tree, unreadable), stats) = Packer::run(repo, writers, dry_run, |packer| {
         let ctx = Ctx {
             packer,
             params: [cfg.chunker.large, cfg.chunker.small],
@@ -441,15 +523,23 @@ pub fn backup(repo: &Repository, opts: BackupOptions, progress: &dyn Progress) -
             counters: &counters,
             progress,
             unreadable: Mutex::new(Vec::new()),
+            excluder: &excluder,
         };
         // Streams first, one at a time: each is a single sequential reader whose
         // chunks are sealed in parallel batches.
         let mut stream_nodes = Vec::new();
         for s in streams.iter_mut() {
-            let (content, n) = ctx.save_stream(&mut s.reader, ChunkClass::Small, None).map_err(|e| match e {
-                Error::Io { source, .. } => Error::Other(format!("reading stream {}: {source}", s.name)),
-                other => other,
-            })?;
+            let (content, n) = ctx
+                .save_stream(&mut s.reader, ChunkClass::Small, None)
+                .map_err(|e| match e {
+                    Error::Io { source, .. } => {
+                        Error::Other(format!("reading stream {}: {source}", s.name))
+                    }
+                    other => other,
+                })?;
+            if let Some(finish) = s.finish.take() {
+                finish()?;
+            }
             let mut node = Node::new(s.name.as_bytes().to_vec(), Kind::File);
             let now = jiff::Timestamp::now();
             node.mode = 0o600;
@@ -517,7 +607,11 @@ pub fn backup(repo: &Repository, opts: BackupOptions, progress: &dyn Progress) -
         },
         summary: Some(summary.clone()),
     };
-    let id = repo.save_snapshot(&snap)?;
+    let id = if dry_run {
+        None
+    } else {
+        Some(repo.save_snapshot(&snap)?)
+    };
     Ok(BackupResult {
         snapshot: id,
         parent: parent.map(|(id, _)| id),

@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, Result, anyhow, bail};
-use cellar::archiver::{self, BackupOptions, StreamSource};
+use cellar::archiver::{self, BackupOptions, ExcludeOptions, StreamSource};
 use cellar::crypto::KdfParams;
 use cellar::repository::{self, InitOptions, Notify, Repository};
 use cellar::restorer::{self, RestoreOptions};
@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::output::{human_bytes, local_time, table};
 use super::password::PasswordSource;
+use super::progress::Bar;
 use super::{Cli, Command, GlobalArgs, KdfArgs, KeyCommand, exit};
 
 pub fn run(cli: Cli) -> Result<i32> {
@@ -87,7 +88,10 @@ fn init(g: &GlobalArgs, a: super::InitArgs) -> Result<i32> {
         return Err(cellar::Error::NotEmpty(loc).into());
     }
     if !(1..=512).contains(&a.pack_size_mib) {
-        bail!("--pack-size-mib {}: must be between 1 and 512", a.pack_size_mib);
+        bail!(
+            "--pack-size-mib {}: must be between 1 and 512",
+            a.pack_size_mib
+        );
     }
     let pw = password_source(g).get("enter a password for the new repository: ", true)?;
     let opts = InitOptions {
@@ -98,24 +102,15 @@ fn init(g: &GlobalArgs, a: super::InitArgs) -> Result<i32> {
     };
     let id = repository::init(&*backend, &pw, &opts)?;
     if g.json {
-        println!("{}", json!({"message_type": "initialized", "id": id.to_hex(), "repository": loc}));
+        println!(
+            "{}",
+            json!({"message_type": "initialized", "id": id.to_hex(), "repository": loc})
+        );
     } else if !g.quiet {
         println!("created cellar repository {} at {loc}", id.short());
         println!("Keep the password safe: without it the data cannot be read.");
     }
     Ok(exit::OK)
-}
-
-struct BackupPrinter {
-    quiet: bool,
-}
-
-impl archiver::Progress for BackupPrinter {
-    fn warn(&self, msg: &str) {
-        if !self.quiet || msg.contains(':') {
-            eprintln!("cellar: warning: {msg}");
-        }
-    }
 }
 
 fn parse_time(s: &str) -> Result<jiff::Zoned> {
@@ -128,15 +123,118 @@ fn parse_time(s: &str) -> Result<jiff::Zoned> {
     Ok(dt.to_zoned(jiff::tz::TimeZone::system())?)
 }
 
+/// Starts `sh -c COMMAND` and returns its stdout as a stream. Its stderr is
+/// collected (the last 64 KiB) and shown after it ends; a non-zero exit, a
+/// signal or a failure to start fails the backup.
+fn command_stream(spec: &str, quiet: bool) -> Result<StreamSource> {
+    let (name, cmd) = spec
+        .split_once('=')
+        .filter(|(n, c)| !n.is_empty() && !c.trim().is_empty())
+        .ok_or_else(|| anyhow!("--stdin-from-command {spec:?}: expected NAME=COMMAND"))?;
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting command for /{name}: {cmd}"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let err_thread = std::thread::spawn(move || {
+        let mut tail: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match std::io::Read::read(&mut stderr, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.len() > 64 << 10 {
+                        tail.drain(..tail.len() - (64 << 10));
+                    }
+                }
+            }
+        }
+        tail
+    });
+    let name_s = name.to_string();
+    let cmd_s = cmd.to_string();
+    let finish = Box::new(move || -> cellar::Result<()> {
+        let status = child.wait();
+        let tail = err_thread.join().unwrap_or_default();
+        let failed = !matches!(&status, Ok(s) if s.success());
+        if !tail.is_empty() && (failed || !quiet) {
+            for line in String::from_utf8_lossy(&tail).lines() {
+                eprintln!("cellar: /{name_s}: {line}");
+            }
+        }
+        use std::os::unix::process::ExitStatusExt;
+        match status {
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(cellar::Error::Other(match (s.code(), s.signal()) {
+                (Some(c), _) => format!(
+                    "command for /{name_s} exited with status {c}: {cmd_s} (no snapshot saved)"
+                ),
+                (_, Some(sig)) => format!(
+                    "command for /{name_s} was killed by signal {sig}: {cmd_s} (no snapshot saved)"
+                ),
+                _ => format!("command for /{name_s} failed: {cmd_s} (no snapshot saved)"),
+            })),
+            Err(e) => Err(cellar::Error::Other(format!("command for /{name_s}: {e}"))),
+        }
+    });
+    Ok(StreamSource {
+        name: name.to_string(),
+        reader: Box::new(stdout),
+        finish: Some(finish),
+    })
+}
+
+fn exclude_options(a: &super::BackupArgs) -> Result<ExcludeOptions> {
+    let mut patterns = a.excludes.clone();
+    for f in &a.exclude_files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading exclude file {}", f.display()))?;
+        patterns.extend(
+            text.lines()
+                .map(str::trim_end)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    Ok(ExcludeOptions {
+        patterns,
+        ipatterns: a.iexcludes.clone(),
+        if_present: a.exclude_if_present.clone(),
+        caches: a.exclude_caches,
+        larger_than: a
+            .exclude_larger_than
+            .as_deref()
+            .map(cellar::archiver::exclude::parse_size)
+            .transpose()
+            .context("--exclude-larger-than")?,
+        one_file_system: a.one_file_system,
+    })
+}
+
 fn backup(g: &GlobalArgs, a: super::BackupArgs) -> Result<i32> {
+    let exclude = exclude_options(&a)?;
     let repo = open_repo(g)?;
-    let _lock = cellar::lock::lock(&repo, false)?;
+    let _lock = if a.dry_run {
+        None
+    } else {
+        Some(cellar::lock::lock(&repo, false)?)
+    };
     let mut streams = Vec::new();
     if a.stdin {
         streams.push(StreamSource {
             name: a.stdin_filename.clone(),
             reader: Box::new(std::io::stdin()),
+            finish: None,
         });
+    }
+    for spec in &a.commands {
+        streams.push(command_stream(spec, g.quiet)?);
     }
     let parent = match &a.parent {
         Some(p) => Some(repo.find_snapshot(p)?.0),
@@ -150,16 +248,24 @@ fn backup(g: &GlobalArgs, a: super::BackupArgs) -> Result<i32> {
         time: a.time.as_deref().map(parse_time).transpose()?,
         parent,
         force: a.force,
+        exclude,
+        dry_run: a.dry_run,
     };
-    let printer = BackupPrinter { quiet: g.quiet };
-    let res = archiver::backup(&repo, opts, &printer)?;
+    let bar = Bar::new(!g.quiet && !g.json, g.quiet, "backed up");
+    let res = archiver::backup(&repo, opts, &bar);
+    drop(bar);
+    let res = res?;
     let s = &res.summary;
     if g.json {
         let mut v = serde_json::to_value(s)?;
         let o = v.as_object_mut().unwrap();
         o.insert("message_type".into(), json!("summary"));
-        o.insert("snapshot_id".into(), json!(res.snapshot.to_hex()));
+        o.insert(
+            "snapshot_id".into(),
+            json!(res.snapshot.map(|p| p.to_hex())),
+        );
         o.insert("parent".into(), json!(res.parent.map(|p| p.to_hex())));
+        o.insert("dry_run".into(), json!(a.dry_run));
         o.insert("unreadable".into(), json!(res.unreadable));
         println!("{v}");
     } else if !g.quiet {
@@ -171,18 +277,27 @@ fn backup(g: &GlobalArgs, a: super::BackupArgs) -> Result<i32> {
         )?;
         writeln!(
             out,
-            "added to the repository: {} ({} stored)",
+            "{}: {} ({} stored)",
+            if a.dry_run {
+                "would add"
+            } else {
+                "added to the repository"
+            },
             human_bytes(s.data_added),
             human_bytes(s.data_added_packed)
         )?;
         writeln!(
             out,
-            "processed {} files, {} in {:.2}s",
+            "processed {} files, {} in {:.2}s (read {})",
             s.total_files,
             human_bytes(s.total_bytes),
-            s.duration_s
+            s.duration_s,
+            human_bytes(s.bytes_read)
         )?;
-        writeln!(out, "snapshot {} saved", res.snapshot.short())?;
+        match res.snapshot {
+            Some(id) => writeln!(out, "snapshot {} saved", id.short())?,
+            None => writeln!(out, "dry run: nothing written")?,
+        }
     }
     if !res.unreadable.is_empty() {
         eprintln!(
@@ -239,7 +354,11 @@ fn snapshots(g: &GlobalArgs) -> Result<i32> {
         })
         .collect();
     let mut out = std::io::stdout().lock();
-    table(&mut out, &["ID", "Time", "Host", "Tags", "Paths", "Size"], &rows)?;
+    table(
+        &mut out,
+        &["ID", "Time", "Host", "Tags", "Paths", "Size"],
+        &rows,
+    )?;
     if !g.quiet {
         writeln!(out, "{} snapshot(s)", rows.len())?;
     }
@@ -259,7 +378,10 @@ fn restore(g: &GlobalArgs, a: super::RestoreArgs) -> Result<i32> {
         subpath: sub,
     };
     let started = std::time::Instant::now();
-    let res = restorer::restore(&repo, root, &opts, &restorer::NoProgress)?;
+    let bar = Bar::new(!g.quiet && !g.json, g.quiet, "restored");
+    let res = restorer::restore(&repo, root, &opts, &bar);
+    drop(bar);
+    let res = res?;
     for e in &res.errors {
         eprintln!("cellar: error: {e}");
     }
@@ -333,8 +455,14 @@ fn key(g: &GlobalArgs, k: KeyCommand) -> Result<i32> {
                     .map(|k| {
                         vec![
                             format!("{}{}", if k.current { "*" } else { " " }, k.id.short()),
-                            k.meta.as_ref().map(|m| m.username.clone()).unwrap_or_default(),
-                            k.meta.as_ref().map(|m| m.hostname.clone()).unwrap_or_default(),
+                            k.meta
+                                .as_ref()
+                                .map(|m| m.username.clone())
+                                .unwrap_or_default(),
+                            k.meta
+                                .as_ref()
+                                .map(|m| m.hostname.clone())
+                                .unwrap_or_default(),
                             k.meta
                                 .as_ref()
                                 .map(|m| local_time(&m.created))
@@ -342,7 +470,11 @@ fn key(g: &GlobalArgs, k: KeyCommand) -> Result<i32> {
                         ]
                     })
                     .collect();
-                table(&mut std::io::stdout().lock(), &[" ID", "User", "Host", "Created"], &rows)?;
+                table(
+                    &mut std::io::stdout().lock(),
+                    &[" ID", "User", "Host", "Created"],
+                    &rows,
+                )?;
             }
         }
         KeyCommand::Add {

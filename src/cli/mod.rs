@@ -4,6 +4,7 @@
 mod commands;
 mod output;
 mod password;
+mod progress;
 
 use std::path::PathBuf;
 
@@ -119,6 +120,33 @@ pub struct BackupArgs {
     /// Record this time instead of now (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local)
     #[arg(long)]
     pub time: Option<String>,
+    /// Store what COMMAND prints as the file /NAME (repeatable); a failing command means no snapshot
+    #[arg(long = "stdin-from-command", value_name = "NAME=COMMAND")]
+    pub commands: Vec<String>,
+    /// Leave out paths matching this gitignore-style pattern (repeatable)
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Like --exclude, ignoring case
+    #[arg(long = "iexclude", value_name = "GLOB")]
+    pub iexcludes: Vec<String>,
+    /// Read exclude patterns from a file, one per line (# comments)
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Leave out directories that contain a file with this name (repeatable)
+    #[arg(long = "exclude-if-present", value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out directories tagged with a CACHEDIR.TAG
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Leave out files larger than SIZE (e.g. 2G, 500M)
+    #[arg(long, value_name = "SIZE")]
+    pub exclude_larger_than: Option<String>,
+    /// Stay on the file system of each given path (mount points are left out)
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Read and hash everything but write nothing; report what would be stored
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]
@@ -190,7 +218,11 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return code;
         }

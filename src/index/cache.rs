@@ -217,7 +217,9 @@ impl Cache {
     pub fn missing(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
         self.with(|c| {
             let mut st = c.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?;
-            ids.iter().map(|id| st.exists([&id.0[..]]).map(|e| !e)).collect()
+            ids.iter()
+                .map(|id| st.exists([&id.0[..]]).map(|e| !e))
+                .collect()
         })
     }
 
@@ -279,7 +281,9 @@ impl Cache {
     pub fn snapshots(&self) -> Result<Vec<(SnapshotId, String)>> {
         self.with(|c| {
             let mut st = c.prepare("SELECT id, json FROM snapshots ORDER BY time, id")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?)))?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })?;
             let mut out = Vec::new();
             for r in rows {
                 let (id, json) = r?;

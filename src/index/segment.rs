@@ -34,7 +34,8 @@ impl Segment {
 
     /// Plain body (before framing and sealing).
     pub fn encode_body(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(12 + self.packs.len() * PACK_LEN + self.blob_count() * BLOB_LEN);
+        let mut w =
+            Writer::with_capacity(12 + self.packs.len() * PACK_LEN + self.blob_count() * BLOB_LEN);
         w.bytes(MAGIC);
         w.u32(self.packs.len() as u32);
         w.u32(self.superseded.len() as u32);
@@ -66,7 +67,11 @@ impl Segment {
 
     pub fn open(keys: &Keys, id: IndexId, stored: &[u8]) -> Result<Segment> {
         if crate::id::storage_hash(stored) != id.0 {
-            return Err(Error::corrupt("index segment", id, "content does not match its name"));
+            return Err(Error::corrupt(
+                "index segment",
+                id,
+                "content does not match its name",
+            ));
         }
         let framed = keys
             .open(crypto::aad::INDEX, stored)
