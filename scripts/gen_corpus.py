@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import os
 import random
@@ -376,7 +377,7 @@ def write_bytes(path: str, data: bytes) -> None:
 class Plan:
     """Counts for the full corpus; --small divides counts by 10."""
 
-    FULL = dict(folders=1450, office=4250, text=1950, photos=345, videos=6,
+    FULL = dict(folders=1450, office=4250, text=1950, photos=355, videos=6,
                 thumbs=3450, versions=900, dups=575, minio=16000, logs=24,
                 services=12)
 
@@ -495,15 +496,19 @@ def plan_folder(rng: random.Random, plan: Plan):
         size = lognormal_size(rng, 5 * KiB, 1.0, 200, 400 * KiB)
         texts.append(Entry(place(doc_folders, doc_w, doc_name(rng, ext)), "text", size,
                            f"text:{i}", past_mtime(rng), ext))
+    # Stratified draws for the big files keep the corpus total stable.
+    strata = [(j + rng.random()) / n["photos"] for j in range(n["photos"])]
+    rng.shuffle(strata)
     for i in range(n["photos"]):
-        size = int(200 * KiB + (5 * MiB - 200 * KiB) * rng.random() ** 2)
+        size = int(200 * KiB + (5 * MiB - 200 * KiB) * strata[i] ** 2)
         ts = past_mtime(rng)
         name = time.strftime("IMG_%Y%m%d_%H%M%S.jpg", time.gmtime(ts))
         photos.append(Entry(place(photo_folders, photo_w, name), "photo", size,
                             f"photo:{i}", ts, "jpg"))
     videos = []
     for i in range(n["videos"]):
-        size = rng.randint(*plan.video_range)
+        lo, hi = plan.video_range
+        size = int(lo + (hi - lo) * (i + rng.random()) / n["videos"])
         ts = past_mtime(rng)
         folder = video_folders[i % len(video_folders)]
         name = time.strftime("VID_%Y%m%d_%H%M%S.mp4", time.gmtime(ts))
@@ -623,7 +628,6 @@ def config_text(rng: random.Random) -> bytes:
             "options": {w: rng.randint(1, 9999) for w in rng.sample(VOCAB, 4)},
             "description": sentence(rng),
         }
-    import json
     return json.dumps(cfg, indent=2).encode()
 
 
@@ -848,8 +852,6 @@ def cmd_mutate(args) -> None:
                 f.write(rng.randbytes(ln))
         t = day_time()
         os.utime(p, (t, t))
-        if kind in ("office", "text", "photo"):  # Cells updates the fs.json etag too...
-            pass  # ...but we keep the counts exact: that fs.json is not counted here.
 
     # -- additions: new bucket objects + their fs.json ---------------------
     doc_dirs = sorted({r.rsplit("/", 1)[0] for r in by_kind.get("office", []) + by_kind.get("text", [])
