@@ -7,6 +7,8 @@ pub const NONE: u8 = 0;
 pub const ZSTD: u8 = 1;
 
 thread_local! {
+    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
     static CCTX: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
         const { std::cell::RefCell::new(None) };
 }
@@ -62,11 +64,17 @@ fn looks_incompressible(data: &[u8]) -> bool {
 pub fn decompress_blob(compression: u8, payload: Vec<u8>, raw_len: usize) -> Result<Vec<u8>> {
     match compression {
         NONE => Ok(payload),
-        ZSTD => {
-            let out = zstd::bulk::decompress(&payload, raw_len)
-                .map_err(|e| Error::format("blob", format!("zstd: {e}")))?;
-            Ok(out)
-        }
+        ZSTD => DCTX.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = Some(zstd::bulk::Decompressor::new().expect("zstd decompressor"));
+            }
+            // A context per thread: creating one per blob cost more than the decompression.
+            d.as_mut()
+                .unwrap()
+                .decompress(&payload, raw_len)
+                .map_err(|e| Error::format("blob", format!("zstd: {e}")))
+        }),
         other => Err(Error::format(
             "blob",
             format!("unknown compression type {other}"),

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use crate::error::{Error, IoContext, Result};
 use crate::fsmeta;
 use crate::id::BlobId;
+use crate::pack::BlobEntry;
 use crate::repository::Repository;
 use crate::tree::{Kind, Node};
 
@@ -136,16 +137,20 @@ pub fn restore(
     let mut items = Vec::new();
     let mut result = RestoreResult::default();
     let target = &opts.target;
-    match fs::symlink_metadata(target) {
+    // Into an empty target nothing needs to be checked or replaced first.
+    let fresh = match fs::symlink_metadata(target) {
         Ok(m) if !m.is_dir() => {
             return Err(Error::InvalidArgument(format!(
                 "target {} exists and is not a directory",
                 target.display()
             )));
         }
-        Ok(_) => {}
-        Err(_) => fs::create_dir_all(target).at(target)?,
-    }
+        Ok(_) => fs::read_dir(target).at(target)?.next().is_none(),
+        Err(_) => {
+            fs::create_dir_all(target).at(target)?;
+            true
+        }
+    };
     let root_rel = PathBuf::new();
     if top.kind == Kind::Dir {
         collect(repo, &top, &root_rel, &mut items, &mut result.errors);
@@ -159,7 +164,8 @@ pub fn restore(
     // 1. Directories, parents first.
     for it in items.iter().filter(|i| i.node.kind == Kind::Dir) {
         let p = target.join(&it.rel);
-        let r = clear_for_dir(&p).and_then(|_| match fs::create_dir(&p) {
+        let cleared = if fresh { Ok(()) } else { clear_for_dir(&p) };
+        let r = cleared.and_then(|_| match fs::create_dir(&p) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             r => r,
         });
@@ -169,7 +175,8 @@ pub fn restore(
         result.dirs += 1;
     }
 
-    // 2. Files in parallel; hard links (same dev/inode, nlink > 1) are linked to the first.
+    // 2. File contents, pack by pack; hard links (same dev/inode, nlink > 1) are
+    //    linked to the first path afterwards.
     let mut link_first: HashMap<(u64, u64), usize> = HashMap::new();
     let mut links: Vec<(usize, usize)> = Vec::new();
     let mut files: Vec<usize> = Vec::new();
@@ -190,39 +197,12 @@ pub fn restore(
         }
         files.push(i);
     }
-    let errors = Mutex::new(Vec::new());
-    let bytes = AtomicU64::new(0);
-    let failed: Vec<bool> = {
-        let mut f = vec![false; items.len()];
-        let res: Vec<(usize, bool)> = files
-            .par_iter()
-            .map(|&i| {
-                let it = &items[i];
-                let p = target.join(&it.rel);
-                match restore_file(repo, &p, &it.node, progress) {
-                    Ok(n) => {
-                        bytes.fetch_add(n, Ordering::Relaxed);
-                        (i, false)
-                    }
-                    Err(e) => {
-                        let _ = fs::remove_file(&p);
-                        errors
-                            .lock()
-                            .unwrap()
-                            .push(format!("{}: {e}", display_rel(&it.rel)));
-                        (i, true)
-                    }
-                }
-            })
-            .collect();
-        for (i, bad) in res {
-            f[i] = bad;
-        }
-        f
-    };
-    result.errors.extend(errors.into_inner().unwrap());
-    result.files = files.len() as u64 - failed.iter().filter(|b| **b).count() as u64;
-    result.bytes = bytes.load(Ordering::Relaxed);
+    let writer = FileWriter::new(repo, target, &items, &files, fresh, progress)?;
+    writer.run();
+    let (failed, file_errors, written, bytes) = writer.finish();
+    result.errors.extend(file_errors);
+    result.files = written;
+    result.bytes = bytes;
     for (first, other) in links {
         let a = target.join(&items[first].rel);
         let b = target.join(&items[other].rel);
@@ -258,8 +238,9 @@ pub fn restore(
 
     // 4. Metadata, deepest first so a directory's mtime is set after its children.
     let as_root = fsmeta::is_root();
-    for (i, it) in items.iter().enumerate().rev() {
-        if failed[i] {
+    for it in items.iter().rev() {
+        // Regular files got their metadata when their last byte was written.
+        if it.node.kind == Kind::File {
             continue;
         }
         let p = target.join(&it.rel);
@@ -284,42 +265,14 @@ impl FromBytesExt for std::ffi::OsStr {
     }
 }
 
-fn restore_file(repo: &Repository, p: &Path, node: &Node, progress: &dyn Progress) -> Result<u64> {
-    crate::cancel::check()?;
-    clear_for_file(p).at(p)?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(p)
-        .at(p)?;
-    if node.size > 0 {
-        // Preallocation: one extent instead of growing the file blob by blob.
-        f.set_len(node.size).at(p)?;
-    }
-    let mut written = 0u64;
-    for id in &node.content {
-        let data = repo.read_blob(id)?;
-        f.write_all(&data).at(p)?;
-        written += data.len() as u64;
-        progress.bytes_done(data.len() as u64);
-    }
-    if written != node.size {
-        return Err(Error::corrupt(
-            "file",
-            p.display(),
-            format!("content is {written} bytes but the tree says {}", node.size),
-        ));
-    }
-    Ok(written)
-}
-
 fn apply_metadata(p: &Path, node: &Node, as_root: bool) -> std::io::Result<()> {
     if as_root {
         let uid = fsmeta::uid_for(&node.user).unwrap_or(node.uid);
         let gid = fsmeta::gid_for(&node.group).unwrap_or(node.gid);
-        fsmeta::lchown(p, uid, gid)?;
+        // Files are created by root: skip the syscall when nothing changes.
+        if uid != 0 || gid != 0 || node.kind == Kind::Symlink {
+            fsmeta::lchown(p, uid, gid)?;
+        }
     }
     for (k, v) in &node.xattrs {
         let name = <std::ffi::OsStr as FromBytesExt>::from_bytes_ext(k);
@@ -330,4 +283,298 @@ fn apply_metadata(p: &Path, node: &Node, as_root: bool) -> std::io::Result<()> {
         fs::set_permissions(p, fs::Permissions::from_mode(node.mode & 0o7777))?;
     }
     fsmeta::set_times(p, node.mtime)
+}
+
+/// Where one blob's bytes go: a file (index into `FileWriter::files`) and an offset.
+#[derive(Clone, Copy)]
+struct Target {
+    file: usize,
+    offset: u64,
+}
+
+struct FileState {
+    handle: Option<fs::File>,
+    created: bool,
+    remaining: usize,
+    error: Option<String>,
+}
+
+/// Writes file contents by reading each pack once, in parallel over packs,
+/// instead of each file's blobs one by one.
+struct FileWriter<'a> {
+    repo: &'a Repository,
+    target: &'a Path,
+    items: &'a [Item],
+    /// Item index of each file.
+    files: Vec<usize>,
+    states: Vec<Mutex<FileState>>,
+    packs: Vec<(crate::id::PackId, Vec<(BlobEntry, Vec<Target>)>)>,
+    fresh: bool,
+    as_root: bool,
+    open_handles: AtomicU64,
+    bytes: AtomicU64,
+    progress: &'a dyn Progress,
+}
+
+/// Handles kept open between blobs of one file; past this, a file is closed
+/// after each write and reopened for the next.
+const MAX_OPEN: u64 = 256;
+/// Blobs of a pack closer than this are fetched in one read.
+const MERGE_GAP: u64 = 1 << 20;
+const MAX_READ: u64 = 64 << 20;
+
+impl<'a> FileWriter<'a> {
+    fn new(
+        repo: &'a Repository,
+        target: &'a Path,
+        items: &'a [Item],
+        files: &[usize],
+        fresh: bool,
+        progress: &'a dyn Progress,
+    ) -> Result<Self> {
+        let mut by_pack: HashMap<crate::id::PackId, HashMap<BlobId, (BlobEntry, Vec<Target>)>> =
+            HashMap::new();
+        let mut states = Vec::with_capacity(files.len());
+        for (fi, &item) in files.iter().enumerate() {
+            let node = &items[item].node;
+            let mut offset = 0u64;
+            let mut error = None;
+            for id in &node.content {
+                match repo.cache().lookup(id)? {
+                    Some(loc) => {
+                        by_pack
+                            .entry(loc.pack)
+                            .or_default()
+                            .entry(*id)
+                            .or_insert_with(|| (loc.entry, Vec::new()))
+                            .1
+                            .push(Target { file: fi, offset });
+                        offset += loc.entry.raw_len as u64;
+                    }
+                    None => {
+                        error = Some(format!("blob {id}: not found in the index"));
+                        break;
+                    }
+                }
+            }
+            if error.is_none() && offset != node.size {
+                error = Some(format!(
+                    "content is {offset} bytes but the tree says {}",
+                    node.size
+                ));
+            }
+            let remaining = if error.is_some() { 0 } else { node.content.len() };
+            states.push(Mutex::new(FileState {
+                handle: None,
+                created: false,
+                remaining,
+                error,
+            }));
+        }
+        let mut packs: Vec<_> = by_pack
+            .into_iter()
+            .map(|(p, blobs)| {
+                let mut v: Vec<_> = blobs.into_values().collect();
+                v.sort_by_key(|(e, _)| e.offset);
+                (p, v)
+            })
+            .collect();
+        // Big packs first: the tail of the run is then small work items.
+        packs.sort_by_key(|(_, v)| std::cmp::Reverse(v.iter().map(|(e, _)| e.stored_len as u64).sum::<u64>()));
+        Ok(FileWriter {
+            repo,
+            target,
+            items,
+            files: files.to_vec(),
+            states,
+            packs,
+            fresh,
+            as_root: fsmeta::is_root(),
+            open_handles: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            progress,
+        })
+    }
+
+    fn run(&self) {
+        // Empty files and files whose plan already failed.
+        (0..self.files.len()).into_par_iter().for_each(|fi| {
+            let mut st = self.states[fi].lock().unwrap();
+            if st.error.is_none() && st.remaining == 0 {
+                if let Err(e) = self.open(fi, &mut st) {
+                    st.error = Some(e.to_string());
+                } else {
+                    self.complete(fi, &mut st);
+                }
+            }
+        });
+        self.packs.par_iter().for_each(|(pack, blobs)| {
+            if crate::cancel::is_interrupted() {
+                return;
+            }
+            self.restore_pack(*pack, blobs);
+        });
+    }
+
+    fn restore_pack(&self, pack: crate::id::PackId, blobs: &[(BlobEntry, Vec<Target>)]) {
+        let mut i = 0;
+        while i < blobs.len() {
+            // One read for a run of blobs with small gaps between them.
+            let start = blobs[i].0.offset as u64;
+            let mut j = i + 1;
+            let mut end = start + blobs[i].0.stored_len as u64;
+            while j < blobs.len() {
+                let e = &blobs[j].0;
+                let (o, l) = (e.offset as u64, e.stored_len as u64);
+                if o > end + MERGE_GAP || o + l - start > MAX_READ {
+                    break;
+                }
+                end = end.max(o + l);
+                j += 1;
+            }
+            let data = self.repo.backend().read_range(
+                crate::backend::FileType::Pack,
+                &pack.to_hex(),
+                start,
+                end - start,
+            );
+            for (entry, targets) in &blobs[i..j] {
+                let res = match &data {
+                    Ok(buf) => {
+                        let o = (entry.offset as u64 - start) as usize;
+                        crate::pack::open_blob(
+                            self.repo.keys(),
+                            entry,
+                            &buf[o..o + entry.stored_len as usize],
+                        )
+                    }
+                    Err(e) => Err(Error::corrupt(
+                        "blob",
+                        entry.id,
+                        format!("reading pack {pack}: {e}"),
+                    )),
+                };
+                for t in targets {
+                    self.write(*t, res.as_ref().map(|v| v.as_slice()));
+                }
+            }
+            i = j;
+        }
+    }
+
+    fn open(&self, fi: usize, st: &mut FileState) -> std::io::Result<()> {
+        let item = &self.items[self.files[fi]];
+        let p = self.target.join(&item.rel);
+        let mut oo = OpenOptions::new();
+        oo.write(true).custom_flags(libc::O_NOFOLLOW);
+        if st.created {
+            st.handle = Some(oo.open(&p)?);
+        } else {
+            if !self.fresh {
+                clear_for_file(&p)?;
+            }
+            let f = oo.create_new(true).mode(0o600).open(&p)?;
+            if item.node.size > 0 {
+                // Preallocation: one extent instead of growing the file blob by blob,
+                // and holes where all-zero blobs are skipped (sparse files stay sparse).
+                f.set_len(item.node.size)?;
+            }
+            st.handle = Some(f);
+            st.created = true;
+        }
+        self.open_handles.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn close(&self, st: &mut FileState) {
+        if st.handle.take().is_some() {
+            self.open_handles.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn write(&self, t: Target, data: std::result::Result<&[u8], &Error>) {
+        let mut st = self.states[t.file].lock().unwrap();
+        if st.error.is_some() {
+            return;
+        }
+        let data = match data {
+            Ok(d) => d,
+            Err(e) => {
+                st.error = Some(e.to_string());
+                self.close(&mut st);
+                return;
+            }
+        };
+        let r = (|| -> std::io::Result<()> {
+            if st.handle.is_none() {
+                self.open(t.file, &mut st)?;
+            }
+            // A freshly created file is already all zeros: leave holes.
+            if !is_zero(data) {
+                st.handle.as_ref().unwrap().write_all_at(data, t.offset)?;
+            }
+            Ok(())
+        })();
+        match r {
+            Err(e) => {
+                st.error = Some(e.to_string());
+                self.close(&mut st);
+            }
+            Ok(()) => {
+                self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.progress.bytes_done(data.len() as u64);
+                st.remaining -= 1;
+                if st.remaining == 0 {
+                    self.complete(t.file, &mut st);
+                } else if self.open_handles.load(Ordering::Relaxed) > MAX_OPEN {
+                    self.close(&mut st);
+                }
+            }
+        }
+    }
+
+    fn complete(&self, fi: usize, st: &mut FileState) {
+        self.close(st);
+        let item = &self.items[self.files[fi]];
+        let p = self.target.join(&item.rel);
+        if let Err(e) = apply_metadata(&p, &item.node, self.as_root) {
+            st.error = Some(format!("metadata: {e}"));
+        }
+    }
+
+    /// (failed per item, error lines, files written, bytes written)
+    fn finish(self) -> (Vec<bool>, Vec<String>, u64, u64) {
+        let mut failed = vec![false; self.items.len()];
+        let mut errors = Vec::new();
+        let mut written = 0;
+        for (fi, st) in self.states.into_iter().enumerate() {
+            let st = st.into_inner().unwrap();
+            let item = &self.items[self.files[fi]];
+            let err = st.error.or_else(|| {
+                (st.remaining > 0).then(|| {
+                    if crate::cancel::is_interrupted() {
+                        "interrupted".to_string()
+                    } else {
+                        "not all of its content was written".to_string()
+                    }
+                })
+            });
+            match err {
+                Some(e) => {
+                    failed[self.files[fi]] = true;
+                    // A damaged file is never left looking restored.
+                    let _ = fs::remove_file(self.target.join(&item.rel));
+                    errors.push(format!("{}: {e}", display_rel(&item.rel)));
+                }
+                None => written += 1,
+            }
+        }
+        errors.sort();
+        (failed, errors, written, self.bytes.load(Ordering::Relaxed))
+    }
+}
+
+fn is_zero(d: &[u8]) -> bool {
+    let (pre, mid, post) = unsafe { d.align_to::<u128>() };
+    pre.iter().all(|&b| b == 0) && mid.iter().all(|&w| w == 0) && post.iter().all(|&b| b == 0)
 }
