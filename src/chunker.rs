@@ -42,9 +42,13 @@ pub fn classify(name: &[u8]) -> ChunkClass {
     }
 }
 
+thread_local! {
+    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Cuts everything `reader` yields. `on_batch` receives consecutive chunks (in
 /// order; the concatenation of all batches is the input). `size_hint` sizes the
-/// buffer so a 300-byte file does not cost a 16 MiB allocation.
+/// buffer so a 300-byte file does not cost a 16 MiB buffer.
 pub fn chunk_stream<R: Read + ?Sized>(
     reader: &mut R,
     params: ChunkerParams,
@@ -52,38 +56,55 @@ pub fn chunk_stream<R: Read + ?Sized>(
     size_hint: Option<u64>,
     mut on_batch: impl FnMut(&[&[u8]]) -> Result<()>,
 ) -> std::io::Result<Result<u64>> {
+    let full = BATCH_BYTES.max(2 * params.max as usize);
+    let cap = match size_hint {
+        Some(h) => (h as usize).saturating_add(1).clamp(4096, full),
+        None => full,
+    };
+    // Buffers are reused per thread: a fresh multi-MiB allocation per file costs
+    // thousands of page faults.
+    let mut pooled = BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    if pooled.len() < cap {
+        pooled.resize(cap, 0);
+    }
+    let r = chunk_into(reader, &mut pooled, cap, full, params, seed, &mut on_batch);
+    BUFFER.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() < pooled.len() {
+            *b = pooled;
+        }
+    });
+    r
+}
+
+fn chunk_into<R: Read + ?Sized>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    mut limit: usize,
+    full: usize,
+    params: ChunkerParams,
+    seed: u64,
+    on_batch: &mut impl FnMut(&[&[u8]]) -> Result<()>,
+) -> std::io::Result<Result<u64>> {
     let min = params.min as usize;
     let max = params.max as usize;
-    let cap = match size_hint {
-        Some(h) => (h as usize)
-            .saturating_add(1)
-            .clamp(4096, BATCH_BYTES.max(2 * max)),
-        None => BATCH_BYTES.max(2 * max),
-    };
-    let mut buf = vec![0u8; cap];
     let mut filled = 0usize;
     let mut eof = false;
     let mut total = 0u64;
-    // The seeded gear tables are built once per buffer fill; that is 4 KiB of
-    // work per 16 MiB batch.
     loop {
         // Fill the buffer (a short read is not EOF).
-        while !eof && filled < buf.len() {
-            match reader.read(&mut buf[filled..]) {
+        while !eof && filled < limit {
+            match reader.read(&mut buf[filled..limit]) {
                 Ok(0) => eof = true,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-            if !eof
-                && filled == buf.len()
-                && size_hint.is_some()
-                && buf.len() < 2 * max.max(BATCH_BYTES / 2)
-            {
-                // The file grew past its stat size: grow the buffer rather than fail.
-                let new_len = (buf.len() * 2).min(BATCH_BYTES.max(2 * max));
-                if new_len > buf.len() {
-                    buf.resize(new_len, 0);
+            if !eof && filled == limit && limit < full {
+                // The file grew past its stat size: go on with a full-size window.
+                limit = full;
+                if buf.len() < full {
+                    buf.resize(full, 0);
                 }
             }
         }
@@ -94,6 +115,8 @@ pub fn chunk_stream<R: Read + ?Sized>(
         let mut start = 0usize;
         {
             let data = &buf[..filled];
+            // The seeded gear tables are built once per buffer fill: 4 KiB of
+            // work per batch.
             let cdc = FastCDC::with_level_and_seed(
                 data,
                 min,

@@ -91,6 +91,15 @@ impl PackBuilder {
         }
     }
 
+    /// Starts a pack in a recycled buffer (its contents are discarded).
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        PackBuilder {
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.buf.len()
     }

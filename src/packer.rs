@@ -49,6 +49,8 @@ pub struct Packer<'r> {
     stored_bytes: AtomicU64,
     packs: AtomicU64,
     dry_run: bool,
+    /// Written packs' buffers, reused so each new pack does not fault in fresh pages.
+    buffers: Mutex<Vec<Vec<u8>>>,
 }
 
 impl<'r> Packer<'r> {
@@ -77,6 +79,7 @@ impl<'r> Packer<'r> {
             stored_bytes: AtomicU64::new(0),
             packs: AtomicU64::new(0),
             dry_run,
+            buffers: Mutex::new(Vec::new()),
         };
         let result = std::thread::scope(|s| {
             for _ in 0..writers.max(1) {
@@ -178,8 +181,12 @@ impl<'r> Packer<'r> {
             };
             b.add(blob);
             if b.len() >= target {
-                let cap = if is_tree { 1 << 20 } else { target + (1 << 20) };
-                Some(std::mem::replace(&mut *b, PackBuilder::new(cap)))
+                let fresh = match self.buffers.lock().unwrap().pop() {
+                    Some(buf) => PackBuilder::with_buffer(buf),
+                    None if is_tree => PackBuilder::new(1 << 20),
+                    None => PackBuilder::new(target + (1 << 20)),
+                };
+                Some(std::mem::replace(&mut *b, fresh))
             } else {
                 None
             }
@@ -228,11 +235,18 @@ impl<'r> Packer<'r> {
                 }
                 Ok(()) => {
                     self.packs.fetch_add(1, Ordering::Relaxed);
+                    let size = bytes.len() as u32;
+                    {
+                        let mut pool = self.buffers.lock().unwrap();
+                        if pool.len() < 4 {
+                            pool.push(bytes);
+                        }
+                    }
                     let need_segment = {
                         let mut u = self.unindexed.lock().unwrap();
                         u.push(PackIndex {
                             id,
-                            size: bytes.len() as u32,
+                            size,
                             blobs: entries,
                         });
                         u.len() >= SEGMENT_PACKS

@@ -363,7 +363,11 @@ impl<'a> FileWriter<'a> {
                     node.size
                 ));
             }
-            let remaining = if error.is_some() { 0 } else { node.content.len() };
+            let remaining = if error.is_some() {
+                0
+            } else {
+                node.content.len()
+            };
             states.push(Mutex::new(FileState {
                 handle: None,
                 created: false,
@@ -380,7 +384,9 @@ impl<'a> FileWriter<'a> {
             })
             .collect();
         // Big packs first: the tail of the run is then small work items.
-        packs.sort_by_key(|(_, v)| std::cmp::Reverse(v.iter().map(|(e, _)| e.stored_len as u64).sum::<u64>()));
+        packs.sort_by_key(|(_, v)| {
+            std::cmp::Reverse(v.iter().map(|(e, _)| e.stored_len as u64).sum::<u64>())
+        });
         Ok(FileWriter {
             repo,
             target,
