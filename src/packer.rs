@@ -143,9 +143,8 @@ impl<'r> Packer<'r> {
         let mut pending = self.pending.lock().unwrap();
         let mut out = Vec::with_capacity(ids.len());
         for (id, miss) in ids.iter().zip(missing) {
-            if !miss || pending.contains(id) {
-                out.push(false);
-            } else if self.repo.cache.contains(id)? {
+            // Re-checked under the lock, as in `claim`.
+            if !miss || pending.contains(id) || self.repo.cache.contains(id)? {
                 out.push(false);
             } else {
                 pending.insert(*id);

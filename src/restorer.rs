@@ -285,6 +285,9 @@ fn apply_metadata(p: &Path, node: &Node, as_root: bool) -> std::io::Result<()> {
     fsmeta::set_times(p, node.mtime)
 }
 
+/// A pack and, for each blob needed from it (by offset), where its bytes go.
+type PackPlan = (crate::id::PackId, Vec<(BlobEntry, Vec<Target>)>);
+
 /// Where one blob's bytes go: a file (index into `FileWriter::files`) and an offset.
 #[derive(Clone, Copy)]
 struct Target {
@@ -308,7 +311,7 @@ struct FileWriter<'a> {
     /// Item index of each file.
     files: Vec<usize>,
     states: Vec<Mutex<FileState>>,
-    packs: Vec<(crate::id::PackId, Vec<(BlobEntry, Vec<Target>)>)>,
+    packs: Vec<PackPlan>,
     fresh: bool,
     as_root: bool,
     open_handles: AtomicU64,

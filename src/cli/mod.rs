@@ -1,10 +1,15 @@
 //! Command-line parsing, dispatch and error reporting. The engine never sees clap:
 //! arguments become plain option structs here.
 
-mod commands;
+mod backup;
+mod common;
+mod init;
+mod key;
 mod output;
 mod password;
 mod progress;
+mod restore;
+mod snapshots;
 
 use std::path::PathBuf;
 
@@ -61,126 +66,27 @@ pub struct GlobalArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new repository
-    Init(InitArgs),
+    Init(init::InitArgs),
     /// Back up paths and streams into a new snapshot
-    Backup(BackupArgs),
+    Backup(Box<backup::BackupArgs>),
     /// List snapshots
-    Snapshots(SnapshotsArgs),
+    Snapshots(snapshots::SnapshotsArgs),
     /// Restore a snapshot (or a path inside it) into a directory
-    Restore(RestoreArgs),
+    Restore(restore::RestoreArgs),
     /// Manage the passwords (keys) that open the repository
     #[command(subcommand)]
-    Key(KeyCommand),
+    Key(key::KeyCommand),
 }
 
-#[derive(Args, Debug)]
-pub struct KdfArgs {
-    /// Argon2id memory in KiB for the new key (default 65536)
-    #[arg(long, hide = true)]
-    pub kdf_memory_kib: Option<u32>,
-    /// Argon2id passes for the new key (default 3)
-    #[arg(long, hide = true)]
-    pub kdf_iterations: Option<u32>,
-}
-
-#[derive(Args, Debug)]
-pub struct InitArgs {
-    #[command(flatten)]
-    pub kdf: KdfArgs,
-    /// Target pack size in MiB (1-512)
-    #[arg(long, default_value_t = 16)]
-    pub pack_size_mib: u32,
-    /// zstd level for compressible data (0 = store uncompressed)
-    #[arg(long, default_value_t = 3)]
-    pub compression_level: i32,
-}
-
-#[derive(Args, Debug)]
-pub struct BackupArgs {
-    /// Files and directories to back up
-    pub paths: Vec<PathBuf>,
-    /// Read a stream from standard input
-    #[arg(long)]
-    pub stdin: bool,
-    /// File name of the standard-input stream in the snapshot
-    #[arg(long, default_value = "stdin", requires = "stdin")]
-    pub stdin_filename: String,
-    /// Tag the snapshot (repeatable)
-    #[arg(long = "tag")]
-    pub tags: Vec<String>,
-    /// Host name to record (default: this machine's)
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Snapshot to compare against for unchanged files (default: latest with the same host and paths)
-    #[arg(long)]
-    pub parent: Option<String>,
-    /// Read every file, even those unchanged since the parent
-    #[arg(long)]
-    pub force: bool,
-    /// Record this time instead of now (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local)
-    #[arg(long)]
-    pub time: Option<String>,
-    /// Store what COMMAND prints as the file /NAME (repeatable); a failing command means no snapshot
-    #[arg(long = "stdin-from-command", value_name = "NAME=COMMAND")]
-    pub commands: Vec<String>,
-    /// Leave out paths matching this gitignore-style pattern (repeatable)
-    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
-    pub excludes: Vec<String>,
-    /// Like --exclude, ignoring case
-    #[arg(long = "iexclude", value_name = "GLOB")]
-    pub iexcludes: Vec<String>,
-    /// Read exclude patterns from a file, one per line (# comments)
-    #[arg(long = "exclude-file", value_name = "FILE")]
-    pub exclude_files: Vec<PathBuf>,
-    /// Leave out directories that contain a file with this name (repeatable)
-    #[arg(long = "exclude-if-present", value_name = "NAME")]
-    pub exclude_if_present: Vec<String>,
-    /// Leave out directories tagged with a CACHEDIR.TAG
-    #[arg(long)]
-    pub exclude_caches: bool,
-    /// Leave out files larger than SIZE (e.g. 2G, 500M)
-    #[arg(long, value_name = "SIZE")]
-    pub exclude_larger_than: Option<String>,
-    /// Stay on the file system of each given path (mount points are left out)
-    #[arg(long, short = 'x')]
-    pub one_file_system: bool,
-    /// Read and hash everything but write nothing; report what would be stored
-    #[arg(long, short = 'n')]
-    pub dry_run: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct SnapshotsArgs {}
-
-#[derive(Args, Debug)]
-pub struct RestoreArgs {
-    /// SNAPSHOT[:PATH]: an id prefix or "latest", optionally with a path inside it
-    pub snapshot: String,
-    /// Directory to restore into
-    #[arg(long, short = 't')]
-    pub target: PathBuf,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum KeyCommand {
-    /// List the keys
-    List,
-    /// Add a key (asks for the new password; --new-password-file for scripts)
-    Add {
-        #[arg(long)]
-        new_password_file: Option<PathBuf>,
-        #[command(flatten)]
-        kdf: KdfArgs,
-    },
-    /// Remove a key by id prefix (not the one in use)
-    Remove { id: String },
-    /// Change the password of the key in use
-    Passwd {
-        #[arg(long)]
-        new_password_file: Option<PathBuf>,
-        #[command(flatten)]
-        kdf: KdfArgs,
-    },
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init(a) => init::run(g, a),
+        Command::Backup(a) => backup::run(g, *a),
+        Command::Snapshots(a) => snapshots::run(g, a),
+        Command::Restore(a) => restore::run(g, a),
+        Command::Key(k) => key::run(g, k),
+    }
 }
 
 extern "C" fn on_signal(_sig: libc::c_int) {
@@ -228,7 +134,7 @@ pub fn main() -> i32 {
         }
     };
     install_signal_handlers();
-    match commands::run(cli) {
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
