@@ -61,9 +61,9 @@ impl Default for ChunkerConfig {
                 max: 8 << 20,
             },
             small: ChunkerParams {
-                min: 8 << 10,
-                avg: 16 << 10,
-                max: 64 << 10,
+                min: 4 << 10,
+                avg: 8 << 10,
+                max: 32 << 10,
             },
         }
     }
