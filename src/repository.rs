@@ -528,7 +528,15 @@ impl Repository {
                 .backend
                 .read(FileType::Key, &name)
                 .map_err(self.berr())?;
-            let (kf, kdf, _) = parse_key_file(&name, &bytes)?;
+            // Like `open`, skip a malformed key file: it must not block listing
+            // and removing the good keys.
+            let (kf, kdf, _) = match parse_key_file(&name, &bytes) {
+                Ok(k) => k,
+                Err(e) => {
+                    self.notify(&format!("warning: key file {name} skipped: {e}"));
+                    continue;
+                }
+            };
             let meta = hex::decode(&kf.meta)
                 .ok()
                 .and_then(|m| self.keys.open(crypto::aad::KEY_META, &m).ok())

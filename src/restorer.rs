@@ -151,6 +151,7 @@ pub fn restore(
             true
         }
     };
+    let target_mode = if fresh { None } else { make_writable(target) };
     let root_rel = PathBuf::new();
     if top.kind == Kind::Dir {
         collect(repo, &top, &root_rel, &mut items, &mut result.errors);
@@ -166,7 +167,11 @@ pub fn restore(
         let p = target.join(&it.rel);
         let cleared = if fresh { Ok(()) } else { clear_for_dir(&p) };
         let r = cleared.and_then(|_| match fs::create_dir(&p) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Its mode is applied again in step 4.
+                make_writable(&p);
+                Ok(())
+            }
             r => r,
         });
         if let Err(e) = r {
@@ -252,8 +257,25 @@ pub fn restore(
     }
     if top.kind == Kind::Dir && !opts.subpath.trim_matches('/').is_empty() {
         let _ = apply_metadata(target, &top, as_root);
+    } else if let Some(mode) = target_mode {
+        let _ = fs::set_permissions(target, fs::Permissions::from_mode(mode));
     }
     Ok(result)
+}
+
+/// Lets this process add entries to an existing directory that an earlier
+/// restore left read-only (root needs no such help). Returns the mode it had
+/// when it was changed.
+fn make_writable(p: &Path) -> Option<u32> {
+    if fsmeta::is_root() {
+        return None;
+    }
+    let mode = fs::symlink_metadata(p).ok()?.permissions().mode() & 0o7777;
+    if mode & 0o300 == 0o300 {
+        return None;
+    }
+    fs::set_permissions(p, fs::Permissions::from_mode(mode | 0o700)).ok()?;
+    Some(mode)
 }
 
 trait FromBytesExt {

@@ -63,25 +63,41 @@ impl Cache {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let conn = Self::connect(path)?;
-        let version: Option<i64> = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()
-            .map_err(sql_err(path))?
-            .and_then(|s| s.parse().ok());
-        let conn = if version != Some(SCHEMA_VERSION) && version.is_some() {
-            // Another version's cache: start over, it is only a cache.
-            drop(conn);
+        let remove_files = || {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
             }
-            Self::connect(path)?
-        } else {
-            conn
+        };
+        let opened = Self::connect(path).and_then(|conn| {
+            let version: Option<i64> = conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'schema_version'",
+                    [],
+                    |r| r.get::<_, String>(0),
+                )
+                .optional()?
+                .and_then(|s| s.parse().ok());
+            Ok((conn, version))
+        });
+        let conn = match opened {
+            Ok((conn, Some(v))) if v != SCHEMA_VERSION => {
+                // Another version's cache: start over, it is only a cache.
+                drop(conn);
+                remove_files();
+                Self::connect(path).map_err(sql_err(path))?
+            }
+            Ok((conn, _)) => conn,
+            // A damaged file (a crash, a full disk, garbage): it is only a cache.
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+                ) =>
+            {
+                remove_files();
+                Self::connect(path).map_err(sql_err(path))?
+            }
+            Err(e) => return Err(sql_err(path)(e)),
         };
         conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
@@ -94,8 +110,8 @@ impl Cache {
         })
     }
 
-    fn connect(path: &Path) -> Result<Connection> {
-        let conn = Connection::open(path).map_err(sql_err(path))?;
+    fn connect(path: &Path) -> rusqlite::Result<Connection> {
+        let conn = Connection::open(path)?;
         conn.execute_batch(
             // WAL: readers (a browse in another terminal) never block the backup writer.
             "PRAGMA journal_mode = WAL;
@@ -104,11 +120,9 @@ impl Cache {
              -- Bounded page cache (32 MiB) whatever the repository size.
              PRAGMA cache_size = -32768;
              PRAGMA temp_store = MEMORY;",
-        )
-        .map_err(sql_err(path))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(sql_err(path))?;
-        conn.execute_batch(SCHEMA).map_err(sql_err(path))?;
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch(SCHEMA)?;
         Ok(conn)
     }
 

@@ -1,0 +1,22 @@
+//! Integration tests of the cellar binary (and, where a test needs a repository
+//! no honest backup would produce, of the library). One test binary, so the
+//! 200 MiB fixture is generated once per run and shared.
+//!
+//! - `util`       helpers: temp dirs, the `Cellar` command builder, `TestRepo`,
+//!   pseudo-random data, tree scanning and comparison.
+//! - `roundtrip`  backup then restore reproduces contents and metadata exactly.
+//! - `dedup`      identical data is stored once; an insertion re-stores few chunks.
+//! - `keys`       passwords: wrong password, several keys, changing, removing.
+//! - `corruption` a damaged pack fails the restore of exactly what it holds.
+//! - `hostile`    malicious trees and targets cannot write outside the target.
+//! - `cache`      the local cache is disposable.
+//! - `errors`     exit codes for missing repositories, locks, unreadable sources.
+
+mod cache;
+mod corruption;
+mod dedup;
+mod errors;
+mod hostile;
+mod keys;
+mod roundtrip;
+mod util;
