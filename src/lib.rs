@@ -9,6 +9,7 @@
 pub mod archiver;
 pub mod backend;
 pub mod cancel;
+pub mod check;
 pub mod chunker;
 pub mod compress;
 pub mod crypto;
@@ -19,6 +20,7 @@ pub mod index;
 pub mod lock;
 pub mod pack;
 pub mod packer;
+pub mod repair;
 pub mod repofile;
 pub mod repository;
 pub mod restorer;

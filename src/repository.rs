@@ -632,3 +632,33 @@ pub fn group_by_pack(
     }
     Ok(out)
 }
+
+impl Repository {
+    /// Key files that cannot be used: content not matching the name (R7) or
+    /// malformed (format-spec/03 §3.4). For `check`; `open` skips such files.
+    pub fn key_file_problems(&self) -> Result<Vec<Error>> {
+        let mut out = Vec::new();
+        for (name, size) in self.backend.list(FileType::Key).map_err(self.berr())? {
+            let Ok(id) = KeyId::from_hex(&name) else {
+                continue;
+            };
+            if size as usize > repofile::MAX_KEYFILE {
+                out.push(Error::corrupt("key", id, "key file larger than 64 KiB"));
+                continue;
+            }
+            let bytes = match self.backend.read(FileType::Key, &name) {
+                Ok(b) => b,
+                Err(e) => {
+                    out.push(Error::corrupt("key", id, e.to_string()));
+                    continue;
+                }
+            };
+            if crate::id::storage_hash(&bytes) != id.0 {
+                out.push(Error::corrupt("key", id, "content does not match its name"));
+            } else if let Err(e) = parse_key_file(&name, &bytes) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+}

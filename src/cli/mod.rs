@@ -2,12 +2,14 @@
 //! arguments become plain option structs here.
 
 mod backup;
+mod check;
 mod common;
 mod init;
 mod key;
 mod output;
 mod password;
 mod progress;
+mod repair;
 mod restore;
 mod snapshots;
 
@@ -76,6 +78,11 @@ pub enum Command {
     /// Manage the passwords (keys) that open the repository
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Verify the repository (with --read-data, every byte) and report damage by snapshot and path
+    Check(check::CheckArgs),
+    /// Rebuild the index from the packs, or snapshots without lost data
+    #[command(subcommand)]
+    Repair(repair::RepairCommand),
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -86,6 +93,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Restore(a) => restore::run(g, a),
         Command::Key(k) => key::run(g, k),
+        Command::Check(a) => check::run(g, a),
+        Command::Repair(c) => repair::run(g, c),
     }
 }
 
