@@ -642,7 +642,7 @@ pub fn check(
                 "snapshot",
                 id,
                 format!(
-                    "{lost} file(s) or director(ies) lost, {} at risk; first {}: {}",
+                    "{lost} entries lost, {} at risk; first {}: {}",
                     damaged.len() - lost,
                     damaged[0].path,
                     damaged[0].problem

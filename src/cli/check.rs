@@ -19,8 +19,12 @@ pub struct CheckArgs {
     pub read_data: bool,
     /// Read only part of the packs: N/M (the N-th of M fixed slices; slices 1..M
     /// together cover every pack once) or P% (a random share)
-    #[arg(long, value_name = "N/M|P%", conflicts_with = "read_data")]
-    pub read_data_subset: Option<String>,
+    #[arg(long, value_name = "N/M|P%", conflicts_with = "read_data", value_parser = subset)]
+    pub read_data_subset: Option<ReadData>,
+}
+
+fn subset(s: &str) -> Result<ReadData, String> {
+    ReadData::parse_subset(s).map_err(|e| e.to_string())
 }
 
 /// Feeds the shared progress line: bytes of packs read.
@@ -36,8 +40,8 @@ impl check::Progress for CheckProgress<'_> {
 }
 
 pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<i32> {
-    let read_data = match (&a.read_data_subset, a.read_data) {
-        (Some(s), _) => ReadData::parse_subset(s)?,
+    let read_data = match (a.read_data_subset, a.read_data) {
+        (Some(s), _) => s,
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };

@@ -10,9 +10,11 @@
 //! - `corruption` a damaged pack fails the restore of exactly what it holds.
 //! - `hostile`    malicious trees and targets cannot write outside the target.
 //! - `cache`      the local cache is disposable.
+//! - `check`      damaged repositories: check names snapshots and paths; repairs.
 //! - `errors`     exit codes for missing repositories, locks, unreadable sources.
 
 mod cache;
+mod check;
 mod corruption;
 mod dedup;
 mod errors;
