@@ -46,7 +46,16 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<i32> {
         (None, false) => ReadData::None,
     };
     let repo = open_repo(g)?;
-    let _lock = cellar::lock::lock(&repo, false)?;
+    // A reader without write access cannot take a lock; it may read anyway
+    // (format-spec/05 §5.8): a concurrent prune can then only make it fail.
+    let _lock = match cellar::lock::lock(&repo, false) {
+        Ok(l) => Some(l),
+        Err(e @ cellar::Error::Backend { .. }) => {
+            eprintln!("cellar: warning: checking without a lock: {e}");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let bar = Bar::new(
         !g.quiet && !g.json && read_data != ReadData::None,
         g.quiet,
