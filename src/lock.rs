@@ -1,6 +1,10 @@
 //! Repository locks. A backup holds a shared lock, a prune an exclusive one.
+//! Only exclusive locks conflict with each other: prune deletes in two phases
+//! (format-spec/05, §5.7) and needs backups only to announce themselves, so it
+//! can put off deleting while one that may predate its marks is running.
 //! A lock is refreshed while held; one that is not refreshed for STALE_AFTER, or
-//! whose process is gone (same host), is stale and ignored.
+//! whose process is gone (same host), is stale: ignored when taking a lock,
+//! listed and removable with `cellar unlock`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,10 +91,19 @@ pub fn lock(repo: &Repository, exclusive: bool) -> Result<LockGuard> {
             if name == id.to_hex() {
                 continue;
             }
-            let Ok(other) = read_lock(repo, &name) else {
-                continue;
+            if !exclusive {
+                break;
+            }
+            let other = match read_lock(repo, &name) {
+                Ok(l) => l,
+                // Unreadable: assume exclusive (format-spec/05, §5.8).
+                Err(e) => {
+                    return Ok(Some(format!(
+                        "lock {name} cannot be read ({e}); remove it with `cellar unlock --remove-all` if no prune runs"
+                    )));
+                }
             };
-            if !(exclusive || other.exclusive) {
+            if !other.exclusive {
                 continue;
             }
             if let Some(why) = staleness(&other) {
@@ -115,6 +128,17 @@ pub fn lock(repo: &Repository, exclusive: bool) -> Result<LockGuard> {
             return Err(Error::Locked(msg));
         }
         Err(e) => {
+            let _ = backend.remove(FileType::Lock, &id.to_hex());
+            return Err(e);
+        }
+    }
+    if !exclusive {
+        // The lock is durable now: a prune that starts later sees it. Refresh
+        // the view of the index and marks taken before it (at open), so that
+        // every blob this operation deduplicates against was checked after
+        // its lock existed (the argument in format-spec/05, §5.7).
+        let synced = repo.sync_index().and_then(|_| crate::marks::sync(repo));
+        if let Err(e) = synced {
             let _ = backend.remove(FileType::Lock, &id.to_hex());
             return Err(e);
         }
@@ -148,6 +172,78 @@ pub fn lock(repo: &Repository, exclusive: bool) -> Result<LockGuard> {
         current,
         backend,
     })
+}
+
+/// Takes a lock, retrying every few seconds for up to `retry` while it is held
+/// by someone else.
+pub fn lock_retry(repo: &Repository, exclusive: bool, retry: Duration) -> Result<LockGuard> {
+    let until = std::time::Instant::now() + retry;
+    let mut told = false;
+    loop {
+        match lock(repo, exclusive) {
+            Err(Error::Locked(msg)) if std::time::Instant::now() < until => {
+                if !told {
+                    repo.notify(&format!("repository is locked ({msg}); waiting"));
+                    told = true;
+                }
+                crate::cancel::check()?;
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                std::thread::sleep(left.min(Duration::from_secs(2)));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// One lock file as `cellar unlock` shows it.
+pub struct LockInfo {
+    pub name: String,
+    pub lock: Option<Lock>,
+    /// Why it is stale, or why it could not be read; None when live.
+    pub stale: Option<String>,
+}
+
+pub fn list(repo: &Repository) -> Result<Vec<LockInfo>> {
+    let mut out = Vec::new();
+    for (name, _) in repo.backend().list(FileType::Lock).map_err(repo.berr())? {
+        if LockId::from_hex(&name).is_err() {
+            continue;
+        }
+        match read_lock(repo, &name) {
+            Ok(l) => out.push(LockInfo {
+                stale: staleness(&l),
+                name,
+                lock: Some(l),
+            }),
+            Err(e) => out.push(LockInfo {
+                name,
+                lock: None,
+                stale: Some(format!("unreadable: {e}")),
+            }),
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Whether the process holding a lock is known to be gone: only a lock of this
+/// host whose pid does not run can be judged so with certainty.
+pub fn holder_gone(lock: &Lock) -> bool {
+    lock.hostname == repofile::hostname() && !process_alive(lock.pid)
+}
+
+pub fn remove(repo: &Repository, name: &str) -> Result<()> {
+    repo.backend()
+        .remove(FileType::Lock, name)
+        .map_err(repo.berr())?;
+    repo.backend().flush().map_err(repo.berr())
+}
+
+impl LockGuard {
+    /// The lock file currently held (it changes when refreshed).
+    pub fn name(&self) -> String {
+        self.current.lock().unwrap().to_hex()
+    }
 }
 
 impl Drop for LockGuard {

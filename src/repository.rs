@@ -263,6 +263,7 @@ impl Repository {
             notify,
         };
         repo.sync_index()?;
+        crate::marks::sync(&repo)?;
         repo.sync_snapshots()?;
         Ok(repo)
     }

@@ -610,6 +610,7 @@ pub fn backup(
     let id = if dry_run {
         None
     } else {
+        crate::fault::pause("backup-pause-before-snapshot");
         Some(repo.save_snapshot(&snap)?)
     };
     Ok(BackupResult {

@@ -25,6 +25,8 @@ pub enum FileType {
     Index,
     Snapshot,
     Lock,
+    /// Deletion marks written by prune (format-spec/05, §5.7).
+    Mark,
 }
 
 impl FileType {
@@ -36,16 +38,18 @@ impl FileType {
             FileType::Index => "index",
             FileType::Snapshot => "snapshots",
             FileType::Lock => "locks",
+            FileType::Mark => "marks",
         }
     }
 
-    pub const ALL: [FileType; 6] = [
+    pub const ALL: [FileType; 7] = [
         FileType::Config,
         FileType::Key,
         FileType::Pack,
         FileType::Index,
         FileType::Snapshot,
         FileType::Lock,
+        FileType::Mark,
     ];
 }
 

@@ -4,14 +4,18 @@
 mod backup;
 mod check;
 mod common;
+mod forget;
 mod init;
 mod key;
 mod output;
 mod password;
 mod progress;
+mod prune;
 mod repair;
 mod restore;
 mod snapshots;
+mod stats;
+mod unlock;
 
 use std::path::PathBuf;
 
@@ -78,6 +82,14 @@ pub enum Command {
     /// Manage the passwords (keys) that open the repository
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Remove snapshots by id or by a retention policy
+    Forget(Box<forget::ForgetArgs>),
+    /// Reclaim the space of data no snapshot needs
+    Prune(prune::PruneArgs),
+    /// Sizes, deduplication and compression, and what prune would reclaim
+    Stats(stats::StatsArgs),
+    /// List locks and remove stale ones
+    Unlock(unlock::UnlockArgs),
     /// Verify the repository (with --read-data, every byte) and report damage by snapshot and path
     Check(check::CheckArgs),
     /// Rebuild the index from the packs, or snapshots without lost data
@@ -93,6 +105,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Restore(a) => restore::run(g, a),
         Command::Key(k) => key::run(g, k),
+        Command::Forget(a) => forget::run(g, *a),
+        Command::Prune(a) => prune::run(g, a),
+        Command::Stats(a) => stats::run(g, a),
+        Command::Unlock(a) => unlock::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Repair(c) => repair::run(g, c),
     }

@@ -14,7 +14,7 @@ use crate::index::segment::Segment;
 use crate::pack::BlobEntry;
 
 /// Bumped whenever the schema changes; a cache with another version is rebuilt.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,12 +35,19 @@ CREATE TABLE IF NOT EXISTS blobs (
     stored_len INTEGER NOT NULL,
     raw_len INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Packs a prune marked for deletion (marks/ in the repository): backups must not
+-- deduplicate against blobs stored only there.
+CREATE TABLE IF NOT EXISTS marked (id BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     id BLOB PRIMARY KEY,
     time INTEGER NOT NULL,
     json TEXT NOT NULL
 );
 ";
+
+/// A blob a backup can deduplicate against: indexed, in a pack not marked for deletion.
+const DEDUP_LOOKUP: &str = "SELECT 1 FROM blobs b JOIN packs p ON p.pid = b.pid
+     WHERE b.id = ?1 AND NOT EXISTS (SELECT 1 FROM marked m WHERE m.id = p.id)";
 
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| Error::Other(format!("cache {}: {e}", path.display()))
@@ -159,9 +166,16 @@ impl Cache {
                     "INSERT OR IGNORE INTO packs (id, size, segment) VALUES (?1, ?2, ?3)",
                 )?;
                 let mut get_pid = tx.prepare_cached("SELECT pid FROM packs WHERE id = ?1")?;
+                // A copy in a marked pack gives way to a new one, so a backup that
+                // re-stored a marked blob deduplicates against its own copy.
                 let mut ins_blob = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO blobs (id, pid, type, compression, offset, stored_len, raw_len)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO blobs (id, pid, type, compression, offset, stored_len, raw_len)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, type = excluded.type,
+                        compression = excluded.compression, offset = excluded.offset,
+                        stored_len = excluded.stored_len, raw_len = excluded.raw_len
+                     WHERE EXISTS (SELECT 1 FROM packs p JOIN marked m ON m.id = p.id
+                                   WHERE p.pid = blobs.pid)",
                 )?;
                 for p in &seg.packs {
                     ins_pack.execute(params![&p.id.0[..], p.size, &id.0[..]])?;
@@ -219,9 +233,11 @@ impl Cache {
         .transpose()
     }
 
+    /// Whether a backup may skip storing this blob: it is indexed, and not only
+    /// in a pack marked for deletion.
     pub fn contains(&self, id: &BlobId) -> Result<bool> {
         self.with(|c| {
-            let mut st = c.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?;
+            let mut st = c.prepare_cached(DEDUP_LOOKUP)?;
             st.exists([&id.0[..]])
         })
     }
@@ -230,7 +246,7 @@ impl Cache {
     /// prepared statement for a whole batch.
     pub fn missing(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
         self.with(|c| {
-            let mut st = c.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?;
+            let mut st = c.prepare_cached(DEDUP_LOOKUP)?;
             ids.iter()
                 .map(|id| st.exists([&id.0[..]]).map(|e| !e))
                 .collect()
@@ -257,6 +273,42 @@ impl Cache {
                 }
             }
             Ok(out)
+        })
+    }
+
+    /// The mark files the `marked` table was filled from (names joined by ",").
+    pub fn mark_files(&self) -> Result<Option<String>> {
+        self.with(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = 'mark_files'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+    }
+
+    /// Replaces the set of marked packs, recording which mark files it came from.
+    pub fn set_marked(&self, files: &str, packs: &[PackId]) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM marked", [])?;
+            {
+                let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO marked (id) VALUES (?1)")?;
+                for p in packs {
+                    ins.execute([&p.0[..]])?;
+                }
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('mark_files', ?1)",
+                [files],
+            )?;
+            tx.commit()
+        })
+    }
+
+    pub fn is_marked(&self, pack: &PackId) -> Result<bool> {
+        self.with(|c| {
+            let mut st = c.prepare_cached("SELECT 1 FROM marked WHERE id = ?1")?;
+            st.exists([&pack.0[..]])
         })
     }
 

@@ -11,6 +11,7 @@
 //! - `hostile`    malicious trees and targets cannot write outside the target.
 //! - `cache`      the local cache is disposable.
 //! - `check`      damaged repositories: check names snapshots and paths; repairs.
+//! - `prune`      forget policies, two-phase prune, crash and concurrency safety.
 //! - `errors`     exit codes for missing repositories, locks, unreadable sources.
 
 mod cache;
@@ -20,5 +21,6 @@ mod dedup;
 mod errors;
 mod hostile;
 mod keys;
+mod prune;
 mod roundtrip;
 mod util;
