@@ -195,7 +195,9 @@ impl Ctx<'_, '_> {
                         self.save_path(path, name.clone(), prev, dev.ok())
                     }
                     VEntry::Virtual(path, sub) => {
-                        let m = std::fs::symlink_metadata(path).at(path)?;
+                        // Followed: a parent reached through a symlink is stored
+                        // as the directory it leads to.
+                        let m = std::fs::metadata(path).at(path)?;
                         let mut node = fsmeta::node_from_metadata(name.clone(), &m);
                         node.kind = Kind::Dir;
                         let prev_children = self.load_parent_children(prev)?;

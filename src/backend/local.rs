@@ -126,7 +126,11 @@ impl ReadBackend for LocalBackend {
 
     fn is_empty(&self) -> io::Result<bool> {
         match fs::read_dir(&self.root) {
-            Ok(mut it) => Ok(it.next().is_none()),
+            // A fresh mount point holds only an empty lost+found.
+            Ok(it) => Ok(it.filter_map(|e| e.ok()).all(|e| {
+                e.file_name() == "lost+found"
+                    && fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_none())
+            })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
             Err(e) => Err(e),
         }

@@ -13,7 +13,12 @@
 //! - `check`      damaged repositories: check names snapshots and paths; repairs.
 //! - `prune`      forget policies, two-phase prune, crash and concurrency safety.
 //! - `errors`     exit codes for missing repositories, locks, unreadable sources.
+//! - `backup_opts` excludes, incrementals, dry runs, Ctrl-C.
+//! - `browse`     find/history over 50 snapshots, @TIME selectors, diff, ls, dump, incremental restore.
+//! - `sqldump`    command streams and night-to-night dedup of SQL dumps.
 
+mod backup_opts;
+mod browse;
 mod cache;
 mod check;
 mod corruption;
@@ -23,4 +28,5 @@ mod hostile;
 mod keys;
 mod prune;
 mod roundtrip;
+mod sqldump;
 mod util;

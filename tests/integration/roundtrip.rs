@@ -298,7 +298,6 @@ fn files_spread_over_packs_restore() {
 /// path are recorded with the metadata of what they are (a directory), not of
 /// the symlink that leads there (mode 0777).
 #[test]
-#[ignore = "archiver bug: virtual parent directories take lstat() metadata of a symlink"]
 fn parents_reached_through_a_symlink_keep_directory_metadata() {
     let t = TestRepo::new("symlinked-parent");
     let real = t.dir.mkdir("real");
