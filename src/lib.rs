@@ -8,11 +8,14 @@
 
 pub mod archiver;
 pub mod backend;
+pub mod browse;
 pub mod cancel;
+pub mod catalog;
 pub mod check;
 pub mod chunker;
 pub mod compress;
 pub mod crypto;
+pub mod dump;
 pub mod error;
 pub mod fault;
 pub mod forget;
@@ -28,6 +31,7 @@ pub mod repair;
 pub mod repofile;
 pub mod repository;
 pub mod restorer;
+pub mod selector;
 pub mod stats;
 pub mod tree;
 pub mod wire;

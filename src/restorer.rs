@@ -4,7 +4,7 @@
 //! checked when its tree was decoded, and existing symlinks in the target are
 //! replaced, never followed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
 
 use crate::error::{Error, IoContext, Result};
@@ -29,17 +30,51 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
+/// What to do with a file that already exists in the target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Always write it again.
+    Always,
+    /// Leave it when it is a regular file whose size and mtime (to the
+    /// nanosecond) match the snapshot's: a second restore into the same
+    /// target then reads no pack at all. Use `verify` for byte-level certainty.
+    #[default]
+    IfChanged,
+    /// Never replace anything that exists.
+    Never,
+}
+
+#[derive(Default)]
 pub struct RestoreOptions {
     pub target: PathBuf,
     /// Path inside the snapshot ("/" for all).
     pub subpath: String,
+    /// gitignore-style patterns matched against absolute paths in the snapshot.
+    /// With includes, only what they match (and the directories above it) is restored.
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub overwrite: Overwrite,
+    /// Remove what the target holds and the snapshot does not (within the
+    /// include/exclude scope: an excluded path is never deleted).
+    pub delete: bool,
+    /// Decide everything, write nothing.
+    pub dry_run: bool,
+    /// Re-read every selected file afterwards and check it blob by blob.
+    pub verify: bool,
 }
 
 #[derive(Debug, Default)]
 pub struct RestoreResult {
+    /// Files written (for a dry run: that would be written).
     pub files: u64,
     pub dirs: u64,
     pub bytes: u64,
+    /// Files left as they were because the target already had them.
+    pub skipped: u64,
+    /// Target entries removed by `delete` (a removed directory counts once).
+    pub deleted: u64,
+    /// Files re-read and found equal to the snapshot by `verify`.
+    pub verified: u64,
     /// One line per entry that failed (its path and why, with object ids).
     pub errors: Vec<String>,
 }
@@ -134,9 +169,11 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreResult> {
     let top = resolve(repo, root, &opts.subpath)?;
+    let scope = Scope::new(&opts.include, &opts.exclude)?;
     let mut items = Vec::new();
     let mut result = RestoreResult::default();
     let target = &opts.target;
+    let dry = opts.dry_run;
     // Into an empty target nothing needs to be checked or replaced first.
     let fresh = match fs::symlink_metadata(target) {
         Ok(m) if !m.is_dir() => {
@@ -147,12 +184,26 @@ pub fn restore(
         }
         Ok(_) => fs::read_dir(target).at(target)?.next().is_none(),
         Err(_) => {
-            fs::create_dir_all(target).at(target)?;
+            if !dry {
+                fs::create_dir_all(target).at(target)?;
+            }
             true
         }
     };
-    let target_mode = if fresh { None } else { make_writable(target) };
+    let target_mode = if fresh || dry {
+        None
+    } else {
+        make_writable(target)
+    };
     let root_rel = PathBuf::new();
+    let sub = normalize_subpath(&opts.subpath);
+    // Where item paths sit in the snapshot, for the include/exclude patterns.
+    let base = if top.kind == Kind::Dir {
+        sub.clone()
+    } else {
+        sub.parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
+    };
     if top.kind == Kind::Dir {
         collect(repo, &top, &root_rel, &mut items, &mut result.errors);
     } else {
@@ -161,9 +212,31 @@ pub fn restore(
             node: top.clone(),
         });
     }
+    let selected = scope.select(&items, &base);
+
+    // 0. Extras in the target, before anything is written so that directory
+    //    mtimes set in step 4 stay.
+    if opts.delete && top.kind == Kind::Dir && !fresh {
+        result.deleted = delete_extras(
+            target,
+            &items,
+            &selected,
+            &scope,
+            &base,
+            dry,
+            &mut result.errors,
+        );
+    }
 
     // 1. Directories, parents first.
-    for it in items.iter().filter(|i| i.node.kind == Kind::Dir) {
+    for (i, it) in items.iter().enumerate() {
+        if it.node.kind != Kind::Dir || !selected[i] {
+            continue;
+        }
+        result.dirs += 1;
+        if dry {
+            continue;
+        }
         let p = target.join(&it.rel);
         let cleared = if fresh { Ok(()) } else { clear_for_dir(&p) };
         let r = cleared.and_then(|_| match fs::create_dir(&p) {
@@ -177,16 +250,18 @@ pub fn restore(
         if let Err(e) = r {
             result.errors.push(format!("{}: {e}", p.display()));
         }
-        result.dirs += 1;
     }
 
     // 2. File contents, pack by pack; hard links (same dev/inode, nlink > 1) are
-    //    linked to the first path afterwards.
+    //    linked to the first path afterwards. Files the target already has are
+    //    left out here, so no pack is read for them.
+    let as_root = fsmeta::is_root();
     let mut link_first: HashMap<(u64, u64), usize> = HashMap::new();
     let mut links: Vec<(usize, usize)> = Vec::new();
     let mut files: Vec<usize> = Vec::new();
+    let mut kept: Vec<usize> = Vec::new();
     for (i, it) in items.iter().enumerate() {
-        if it.node.kind != Kind::File {
+        if it.node.kind != Kind::File || !selected[i] {
             continue;
         }
         if it.node.nlink > 1 && it.node.inode != 0 {
@@ -200,7 +275,30 @@ pub fn restore(
                 }
             }
         }
+        if !fresh {
+            let p = target.join(&it.rel);
+            if let Some(m) = keep_existing(&p, &it.node, opts.overwrite) {
+                if opts.overwrite == Overwrite::IfChanged
+                    && !dry
+                    && !meta_matches(&m, &it.node, as_root)
+                {
+                    if let Err(e) = apply_metadata(&p, &it.node, as_root) {
+                        result
+                            .errors
+                            .push(format!("{}: metadata: {e}", p.display()));
+                    }
+                }
+                result.skipped += 1;
+                kept.push(i);
+                continue;
+            }
+        }
         files.push(i);
+    }
+    if dry {
+        result.files = (files.len() + links.len()) as u64;
+        result.bytes = files.iter().map(|&i| items[i].node.size).sum();
+        return Ok(result);
     }
     let writer = FileWriter::new(repo, target, &items, &files, fresh, progress)?;
     writer.run();
@@ -214,6 +312,10 @@ pub fn restore(
         if failed[first] {
             continue;
         }
+        if !fresh && already_linked(&a, &b, opts.overwrite) {
+            result.skipped += 1;
+            continue;
+        }
         if let Err(e) = clear_for_file(&b).and_then(|_| fs::hard_link(&a, &b)) {
             result.errors.push(format!("{}: {e}", b.display()));
         } else {
@@ -222,8 +324,27 @@ pub fn restore(
     }
 
     // 3. Symlinks and special files.
-    for it in &items {
+    for (i, it) in items.iter().enumerate() {
+        if !selected[i] {
+            continue;
+        }
         let p = target.join(&it.rel);
+        if !fresh && !matches!(it.node.kind, Kind::File | Kind::Dir) {
+            let keep = match (opts.overwrite, fs::symlink_metadata(&p)) {
+                (Overwrite::Never, Ok(_)) => true,
+                (Overwrite::IfChanged, Ok(m)) if it.node.kind == Kind::Symlink => {
+                    m.file_type().is_symlink()
+                        && fs::read_link(&p).is_ok_and(|t| {
+                            std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str())
+                                == it.node.link_target.as_slice()
+                        })
+                }
+                _ => false,
+            };
+            if keep {
+                continue;
+            }
+        }
         let r = match it.node.kind {
             Kind::Symlink => clear_for_file(&p).and_then(|_| {
                 std::os::unix::fs::symlink(
@@ -242,10 +363,12 @@ pub fn restore(
     }
 
     // 4. Metadata, deepest first so a directory's mtime is set after its children.
-    let as_root = fsmeta::is_root();
-    for it in items.iter().rev() {
+    for (i, it) in items.iter().enumerate().rev() {
         // Regular files got their metadata when their last byte was written.
-        if it.node.kind == Kind::File {
+        if it.node.kind == Kind::File || !selected[i] {
+            continue;
+        }
+        if opts.overwrite == Overwrite::Never && it.node.kind != Kind::Dir && !fresh {
             continue;
         }
         let p = target.join(&it.rel);
@@ -260,7 +383,225 @@ pub fn restore(
     } else if let Some(mode) = target_mode {
         let _ = fs::set_permissions(target, fs::Permissions::from_mode(mode));
     }
+
+    // 5. Verification: what is in the target now, read back and hashed.
+    if opts.verify {
+        let check: Vec<usize> = files
+            .iter()
+            .copied()
+            .filter(|&i| !failed[i])
+            .chain(kept.iter().copied())
+            .collect();
+        let errs: Vec<String> = check
+            .par_iter()
+            .filter_map(|&i| {
+                let p = target.join(&items[i].rel);
+                verify_file(repo, &p, &items[i].node)
+                    .err()
+                    .map(|e| format!("{}: verify: {e}", display_rel(&items[i].rel)))
+            })
+            .collect();
+        result.verified = (check.len() - errs.len()) as u64;
+        result.errors.extend(errs);
+    }
     Ok(result)
+}
+
+/// "/a/b" form of a path inside the snapshot.
+fn normalize_subpath(s: &str) -> PathBuf {
+    let mut p = PathBuf::from("/");
+    for c in s.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        p.push(c);
+    }
+    p
+}
+
+/// The include/exclude patterns of a restore, rooted at the snapshot's "/".
+struct Scope {
+    include: Gitignore,
+    exclude: Gitignore,
+}
+
+fn patterns(list: &[String], what: &str) -> Result<Gitignore> {
+    let mut b = GitignoreBuilder::new("/");
+    for p in list {
+        b.add_line(None, p)
+            .map_err(|e| Error::InvalidArgument(format!("--{what} {p:?}: {e}")))?;
+    }
+    b.build()
+        .map_err(|e| Error::InvalidArgument(format!("--{what}: {e}")))
+}
+
+impl Scope {
+    fn new(include: &[String], exclude: &[String]) -> Result<Scope> {
+        Ok(Scope {
+            include: patterns(include, "include")?,
+            exclude: patterns(exclude, "exclude")?,
+        })
+    }
+
+    /// Whether restore may touch this snapshot path (write it, or delete it as an extra).
+    fn allows(&self, abs: &Path, is_dir: bool) -> bool {
+        if abs == Path::new("/") {
+            return true;
+        }
+        !self
+            .exclude
+            .matched_path_or_any_parents(abs, is_dir)
+            .is_ignore()
+            && (self.include.is_empty()
+                || self
+                    .include
+                    .matched_path_or_any_parents(abs, is_dir)
+                    .is_ignore())
+    }
+
+    /// Items to restore: those allowed, and the directories above them.
+    fn select(&self, items: &[Item], base: &Path) -> Vec<bool> {
+        let mut sel: Vec<bool> = items
+            .iter()
+            .map(|it| self.allows(&base.join(&it.rel), it.node.kind == Kind::Dir))
+            .collect();
+        if self.include.is_empty() {
+            return sel;
+        }
+        let dirs: HashMap<&Path, usize> = items
+            .iter()
+            .enumerate()
+            .filter(|(_, it)| it.node.kind == Kind::Dir)
+            .map(|(i, it)| (it.rel.as_path(), i))
+            .collect();
+        // Parents come before their children, so an ancestor found selected
+        // already had its own ancestors marked.
+        for i in 0..items.len() {
+            if !sel[i] {
+                continue;
+            }
+            let mut p = items[i].rel.parent();
+            while let Some(pp) = p.filter(|pp| !pp.as_os_str().is_empty()) {
+                match dirs.get(pp) {
+                    Some(&j) if !sel[j] => sel[j] = true,
+                    _ => break,
+                }
+                p = pp.parent();
+            }
+        }
+        sel
+    }
+}
+
+/// Removes (or, dry, counts) what the selected target directories hold and
+/// the snapshot does not. Never follows symlinks.
+fn delete_extras(
+    target: &Path,
+    items: &[Item],
+    selected: &[bool],
+    scope: &Scope,
+    base: &Path,
+    dry: bool,
+    errors: &mut Vec<String>,
+) -> u64 {
+    let known: HashSet<&Path> = items.iter().map(|i| i.rel.as_path()).collect();
+    let dirs = std::iter::once(Path::new("")).chain(
+        items
+            .iter()
+            .zip(selected)
+            .filter(|(it, s)| **s && it.node.kind == Kind::Dir)
+            .map(|(it, _)| it.rel.as_path()),
+    );
+    let mut n = 0;
+    for d in dirs {
+        let Ok(rd) = fs::read_dir(target.join(d)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let rel = d.join(e.file_name());
+            if known.contains(rel.as_path()) {
+                continue;
+            }
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if !scope.allows(&base.join(&rel), is_dir) {
+                continue;
+            }
+            n += 1;
+            if dry {
+                continue;
+            }
+            let p = e.path();
+            let r = if is_dir {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            if let Err(err) = r {
+                errors.push(format!("{}: deleting: {err}", p.display()));
+            }
+        }
+    }
+    n
+}
+
+/// The existing entry at `p` when the overwrite policy keeps it.
+fn keep_existing(p: &Path, node: &Node, mode: Overwrite) -> Option<fs::Metadata> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(p).ok()?;
+    match mode {
+        Overwrite::Always => None,
+        Overwrite::Never => Some(m),
+        Overwrite::IfChanged => (m.is_file()
+            && m.len() == node.size
+            && m.mtime() == node.mtime.0
+            && m.mtime_nsec() == node.mtime.1 as i64)
+            .then_some(m),
+    }
+}
+
+fn meta_matches(m: &fs::Metadata, node: &Node, as_root: bool) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    m.mode() & 0o7777 == node.mode
+        && (!as_root
+            || (m.uid() == fsmeta::uid_for(&node.user).unwrap_or(node.uid)
+                && m.gid() == fsmeta::gid_for(&node.group).unwrap_or(node.gid)))
+}
+
+/// Whether `b` may stay as it is: already a hard link of `a` (or anything, with `Never`).
+fn already_linked(a: &Path, b: &Path, mode: Overwrite) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (mode, fs::symlink_metadata(a), fs::symlink_metadata(b)) {
+        (Overwrite::Never, _, Ok(_)) => true,
+        (Overwrite::IfChanged, Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Reads a restored file back and checks it blob by blob against the snapshot.
+fn verify_file(repo: &Repository, p: &Path, node: &Node) -> std::result::Result<(), String> {
+    use std::io::Read;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(p)
+        .map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    if len != node.size {
+        return Err(format!("{len} bytes, the snapshot has {}", node.size));
+    }
+    let mut buf = Vec::new();
+    let mut offset = 0u64;
+    for id in &node.content {
+        let loc = repo
+            .cache()
+            .lookup(id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("blob {id}: not found in the index"))?;
+        buf.resize(loc.entry.raw_len as usize, 0);
+        f.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        if repo.keys().blob_id(&buf) != *id {
+            return Err(format!("bytes at offset {offset} differ from blob {id}"));
+        }
+        offset += buf.len() as u64;
+    }
+    Ok(())
 }
 
 /// Lets this process add entries to an existing directory that an earlier

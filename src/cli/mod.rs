@@ -4,9 +4,14 @@
 mod backup;
 mod check;
 mod common;
+mod diff;
+mod dump;
+mod find;
 mod forget;
+mod history;
 mod init;
 mod key;
+mod ls;
 mod output;
 mod password;
 mod progress;
@@ -79,6 +84,16 @@ pub enum Command {
     Snapshots(snapshots::SnapshotsArgs),
     /// Restore a snapshot (or a path inside it) into a directory
     Restore(restore::RestoreArgs),
+    /// List a directory of a snapshot (SNAPSHOT[:PATH])
+    Ls(ls::LsArgs),
+    /// Find paths matching a glob in all (or the selected) snapshots
+    Find(find::FindArgs),
+    /// Every version of one path across snapshots
+    History(history::HistoryArgs),
+    /// What changed between two snapshots
+    Diff(diff::DiffArgs),
+    /// Write a file (or, as tar, a directory) of a snapshot to standard output
+    Dump(dump::DumpArgs),
     /// Manage the passwords (keys) that open the repository
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -104,6 +119,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Backup(a) => backup::run(g, *a),
         Command::Snapshots(a) => snapshots::run(g, a),
         Command::Restore(a) => restore::run(g, a),
+        Command::Ls(a) => ls::run(g, a),
+        Command::Find(a) => find::run(g, a),
+        Command::History(a) => history::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+        Command::Dump(a) => dump::run(g, a),
         Command::Key(k) => key::run(g, k),
         Command::Forget(a) => forget::run(g, *a),
         Command::Prune(a) => prune::run(g, a),

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use anyhow::Result;
+use cellar::selector::Filter;
 use clap::Args;
 use serde_json::json;
 
@@ -10,18 +11,44 @@ use super::common::open_repo;
 use super::output::{human_bytes, local_time, table};
 use super::{GlobalArgs, exit};
 
-#[derive(Args, Debug)]
-pub struct SnapshotsArgs {
+/// The `--host/--tag/--path` filters every command that picks snapshots takes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
     /// Only snapshots of this host
     #[arg(long)]
     pub host: Option<String>,
+    /// Only snapshots with this tag (repeatable: all of them)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only snapshots that backed up this path (repeatable: all of them)
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> Filter {
+        Filter {
+            host: self.host.clone(),
+            tags: self.tags.clone(),
+            paths: self.paths.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only the newest N snapshots (after filtering)
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
 }
 
 pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> Result<i32> {
     let repo = open_repo(g)?;
-    let mut snaps = repo.snapshots()?;
-    if let Some(h) = &a.host {
-        snaps.retain(|(_, s)| &s.hostname == h);
+    let mut snaps = a.filter.filter().apply(&repo)?;
+    if let Some(n) = a.latest {
+        snaps.drain(..snaps.len().saturating_sub(n));
     }
     if g.json {
         let arr: Vec<_> = snaps

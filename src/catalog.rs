@@ -1,0 +1,538 @@
+//! The browse catalog: a local SQLite copy of tree contents, so that `find`,
+//! `history`, `ls` and `diff` answer with SQL instead of loading and decrypting
+//! every tree of every snapshot. Trees are content-addressed and shared across
+//! snapshots, so each is stored once (tree -> entries) and a snapshot is just
+//! its root tree. It lives in its own file next to the blob index
+//! (`<cache>/<repo-id>/catalog.sqlite`), is filled lazily, and is only a cache:
+//! deleting it loses nothing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+use crate::id::{BlobId, SnapshotId};
+use crate::repository::Repository;
+use crate::tree::{Kind, Node};
+
+/// Bumped whenever the schema changes; a catalog with another version is rebuilt.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- loaded: its entries are in `entries`; complete: so are those of every tree below it.
+CREATE TABLE IF NOT EXISTS trees (
+    tid INTEGER PRIMARY KEY,
+    id BLOB NOT NULL UNIQUE,
+    loaded INTEGER NOT NULL DEFAULT 0,
+    complete INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS entries (
+    tid INTEGER NOT NULL,
+    name BLOB NOT NULL,
+    kind INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_s INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    -- Files: BLAKE3 of the concatenated blob ids (equal ids = equal content).
+    content BLOB,
+    -- Directories: tid of the subtree.
+    sub INTEGER,
+    link BLOB,
+    PRIMARY KEY (tid, name)
+) WITHOUT ROWID;
+-- Walking up from an entry to the paths that reach it.
+CREATE INDEX IF NOT EXISTS entries_sub ON entries (sub) WHERE sub IS NOT NULL;
+-- Snapshots whose whole tree is in the catalog.
+CREATE TABLE IF NOT EXISTS snapshots (id BLOB PRIMARY KEY, root INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS snapshots_root ON snapshots (root);
+";
+
+/// Trees loaded from the repository per transaction.
+const BATCH: usize = 256;
+
+/// One directory entry as the catalog keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: Vec<u8>,
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub user: String,
+    pub group: String,
+    pub size: u64,
+    pub mtime: (i64, u32),
+    /// Files only: equal when the content is equal.
+    pub content: Option<[u8; 32]>,
+    pub subtree: Option<BlobId>,
+    pub link_target: Vec<u8>,
+}
+
+impl Entry {
+    /// The root directory of a snapshot, as an entry.
+    pub fn root(tree: BlobId) -> Entry {
+        Entry {
+            name: Vec::new(),
+            kind: Kind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            user: String::new(),
+            group: String::new(),
+            size: 0,
+            mtime: (0, 0),
+            content: None,
+            subtree: Some(tree),
+            link_target: Vec::new(),
+        }
+    }
+}
+
+/// A content id for a file: its blob ids hashed together.
+pub fn content_id(blobs: &[BlobId]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    for b in blobs {
+        h.update(b.as_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
+fn kind_from(v: i64) -> Kind {
+    match v {
+        1 => Kind::File,
+        2 => Kind::Dir,
+        3 => Kind::Symlink,
+        4 => Kind::Fifo,
+        5 => Kind::Socket,
+        6 => Kind::CharDev,
+        _ => Kind::BlockDev,
+    }
+}
+
+/// Bytes of a TEXT or BLOB column (paths built with `||` come back as TEXT).
+fn bytes_of(v: ValueRef<'_>) -> Vec<u8> {
+    match v {
+        ValueRef::Text(b) | ValueRef::Blob(b) => b.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// Columns of `ENTRY_COLS` from `first` on.
+fn entry_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Entry> {
+    let content: Option<Vec<u8>> = r.get(first + 10)?;
+    let sub: Option<Vec<u8>> = r.get(first + 11)?;
+    Ok(Entry {
+        name: bytes_of(r.get_ref(first)?),
+        kind: kind_from(r.get(first + 1)?),
+        mode: r.get(first + 2)?,
+        uid: r.get(first + 3)?,
+        gid: r.get(first + 4)?,
+        user: r.get(first + 5)?,
+        group: r.get(first + 6)?,
+        size: r.get::<_, i64>(first + 7)? as u64,
+        mtime: (r.get(first + 8)?, r.get(first + 9)?),
+        content: content.and_then(|c| c.try_into().ok()),
+        subtree: sub.and_then(|s| BlobId::from_bytes(&s).ok()),
+        link_target: r.get::<_, Option<Vec<u8>>>(first + 12)?.unwrap_or_default(),
+    })
+}
+
+/// Entry columns, for a query that aliases entries as `e` and LEFT JOINs the
+/// subtree as `st`.
+const ENTRY_COLS: &str = "e.name, e.kind, e.mode, e.uid, e.gid, e.user, e.grp, e.size, \
+                          e.mtime_s, e.mtime_ns, e.content, st.id, e.link";
+
+/// A path that matched a `find`, in one snapshot.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    /// Absolute path inside the snapshot.
+    pub path: Vec<u8>,
+    pub snapshot: SnapshotId,
+    pub entry: Entry,
+}
+
+/// What `find` looks for.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    /// SQLite GLOB (case-sensitive; `*` also matches `/`). Without a `/` it is
+    /// matched against names, with one against whole paths.
+    pub pattern: String,
+    /// Only entries modified at or after / before these Unix seconds.
+    pub newer: Option<i64>,
+    pub older: Option<i64>,
+}
+
+pub struct Catalog {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| Error::Other(format!("catalog {}: {e}", path.display()))
+}
+
+impl Catalog {
+    /// Opens (or creates, or rebuilds) the catalog of an open repository.
+    pub fn open(repo: &Repository) -> Result<Catalog> {
+        let dir = repo
+            .cache()
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::open_at(&dir.join("catalog.sqlite"))
+    }
+
+    pub fn open_at(path: &Path) -> Result<Catalog> {
+        let remove_files = || {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        };
+        let opened = Self::connect(path).and_then(|conn| {
+            let v: Option<String> = conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'schema_version'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok((conn, v))
+        });
+        let conn = match opened {
+            Ok((conn, Some(v))) if v != SCHEMA_VERSION.to_string() => {
+                drop(conn);
+                remove_files();
+                Self::connect(path).map_err(sql_err(path))?
+            }
+            Ok((conn, _)) => conn,
+            // A damaged file: it is only a cache.
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+                ) =>
+            {
+                remove_files();
+                Self::connect(path).map_err(sql_err(path))?
+            }
+            Err(e) => return Err(sql_err(path)(e)),
+        };
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+            [SCHEMA_VERSION.to_string()],
+        )
+        .map_err(sql_err(path))?;
+        Ok(Catalog {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn connect(path: &Path) -> rusqlite::Result<Connection> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA cache_size = -32768;
+             PRAGMA temp_store = MEMORY;",
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(conn)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        sql_err(&self.path)
+    }
+
+    /// (tid, loaded, complete) of a known tree.
+    fn tree_row(&self, id: &BlobId) -> Result<Option<(i64, bool, bool)>> {
+        self.conn
+            .prepare_cached("SELECT tid, loaded, complete FROM trees WHERE id = ?1")
+            .and_then(|mut st| {
+                st.query_row([id.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(self.err())
+    }
+
+    fn tid_for(&self, id: &BlobId) -> rusqlite::Result<i64> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO trees (id) VALUES (?1)")?
+            .execute([id.as_bytes()])?;
+        self.conn
+            .prepare_cached("SELECT tid FROM trees WHERE id = ?1")?
+            .query_row([id.as_bytes()], |r| r.get(0))
+    }
+
+    /// Stores decoded trees in one transaction.
+    fn insert(&self, trees: &[(BlobId, Vec<Node>)]) -> Result<()> {
+        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        (|| -> rusqlite::Result<()> {
+            for (id, nodes) in trees {
+                let tid = self.tid_for(id)?;
+                let mut ins = self.conn.prepare_cached(
+                    "INSERT OR REPLACE INTO entries (tid, name, kind, mode, uid, gid, user, grp, \
+                     size, mtime_s, mtime_ns, content, sub, link) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )?;
+                for n in nodes {
+                    let sub = match (n.kind, n.subtree) {
+                        (Kind::Dir, Some(s)) => Some(self.tid_for(&s)?),
+                        _ => None,
+                    };
+                    let content = (n.kind == Kind::File).then(|| content_id(&n.content).to_vec());
+                    let link = (n.kind == Kind::Symlink).then_some(&n.link_target);
+                    ins.execute(params![
+                        tid,
+                        n.name,
+                        n.kind as u8,
+                        n.mode,
+                        n.uid,
+                        n.gid,
+                        n.user,
+                        n.group,
+                        n.size as i64,
+                        n.mtime.0,
+                        n.mtime.1,
+                        content,
+                        sub,
+                        link,
+                    ])?;
+                }
+                self.conn
+                    .prepare_cached("UPDATE trees SET loaded = 1 WHERE tid = ?1")?
+                    .execute([tid])?;
+            }
+            Ok(())
+        })()
+        .map_err(self.err())?;
+        tx.commit().map_err(self.err())
+    }
+
+    fn entries_of(&self, tid: i64) -> Result<Vec<Entry>> {
+        let sql = format!(
+            "SELECT {ENTRY_COLS} FROM entries e LEFT JOIN trees st ON st.tid = e.sub \
+             WHERE e.tid = ?1 ORDER BY e.name"
+        );
+        self.conn
+            .prepare_cached(&sql)
+            .and_then(|mut st| {
+                st.query_map([tid], |r| entry_from_row(r, 0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(self.err())
+    }
+
+    /// One tree's entries, sorted by name; read from the repository (and kept)
+    /// the first time it is asked for.
+    pub fn tree(&self, repo: &Repository, id: &BlobId) -> Result<Vec<Entry>> {
+        if let Some((tid, true, _)) = self.tree_row(id)? {
+            return self.entries_of(tid);
+        }
+        let nodes = repo.load_tree(id)?;
+        self.insert(&[(*id, nodes)])?;
+        let (tid, _, _) = self
+            .tree_row(id)?
+            .ok_or_else(|| Error::Other(format!("catalog: tree {id} vanished")))?;
+        self.entries_of(tid)
+    }
+
+    /// The entry at `path` ("/" or "" is the root) below a root tree.
+    pub fn lookup(&self, repo: &Repository, root: BlobId, path: &str) -> Result<Option<Entry>> {
+        let mut e = Entry::root(root);
+        for comp in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            let Some(sub) = e.subtree.filter(|_| e.kind == Kind::Dir) else {
+                return Ok(None);
+            };
+            match self
+                .tree(repo, &sub)?
+                .into_iter()
+                .find(|c| c.name == comp.as_bytes())
+            {
+                Some(c) => e = c,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(e))
+    }
+
+    fn has_snapshot(&self, id: SnapshotId) -> Result<bool> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM snapshots WHERE id = ?1")
+            .and_then(|mut st| st.exists([id.as_bytes()]))
+            .map_err(self.err())
+    }
+
+    /// Brings these snapshots' whole trees into the catalog (only trees it does
+    /// not hold yet are read, in parallel). A snapshot whose trees cannot be
+    /// read is reported through the repository's notifier and left out.
+    /// Returns the snapshots that are in the catalog.
+    pub fn ensure(
+        &self,
+        repo: &Repository,
+        snaps: &[(SnapshotId, BlobId)],
+    ) -> Result<Vec<SnapshotId>> {
+        let mut ok = Vec::with_capacity(snaps.len());
+        for (sid, root) in snaps {
+            crate::cancel::check()?;
+            if self.has_snapshot(*sid)? {
+                ok.push(*sid);
+                continue;
+            }
+            match self.ensure_tree(repo, *root) {
+                Ok(root_tid) => {
+                    self.conn
+                        .execute(
+                            "INSERT OR REPLACE INTO snapshots (id, root) VALUES (?1, ?2)",
+                            params![sid.as_bytes(), root_tid],
+                        )
+                        .map_err(self.err())?;
+                    ok.push(*sid);
+                }
+                Err(Error::Interrupted) => return Err(Error::Interrupted),
+                Err(e) => repo.notify(&format!("warning: snapshot {} left out: {e}", sid.short())),
+            }
+        }
+        Ok(ok)
+    }
+
+    /// Loads every tree below `root` that the catalog lacks; returns root's tid.
+    fn ensure_tree(&self, repo: &Repository, root: BlobId) -> Result<i64> {
+        // Only trees not yet complete are walked; they are marked complete
+        // when the whole walk succeeded.
+        let mut walked: Vec<i64> = Vec::new();
+        let mut seen: HashSet<BlobId> = HashSet::new();
+        let mut frontier = vec![root];
+        seen.insert(root);
+        while !frontier.is_empty() {
+            crate::cancel::check()?;
+            let mut level: Vec<i64> = Vec::new();
+            let mut to_load = Vec::new();
+            for id in &frontier {
+                match self.tree_row(id)? {
+                    Some((_, _, true)) => {}
+                    Some((tid, true, false)) => level.push(tid),
+                    _ => to_load.push(*id),
+                }
+            }
+            for chunk in to_load.chunks(BATCH) {
+                let loaded: Vec<(BlobId, Vec<Node>)> = chunk
+                    .par_iter()
+                    .map(|id| Ok((*id, repo.load_tree(id)?)))
+                    .collect::<Result<_>>()?;
+                self.insert(&loaded)?;
+                for (id, _) in &loaded {
+                    if let Some((tid, _, _)) = self.tree_row(id)? {
+                        level.push(tid);
+                    }
+                }
+            }
+            let mut next = Vec::new();
+            for tid in &level {
+                let children: Vec<Vec<u8>> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT t.id FROM entries e JOIN trees t ON t.tid = e.sub \
+                         WHERE e.tid = ?1 AND t.complete = 0",
+                    )
+                    .and_then(|mut st| {
+                        st.query_map([tid], |r| r.get(0))?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .map_err(self.err())?;
+                for c in children {
+                    let id = BlobId::from_bytes(&c)?;
+                    if seen.insert(id) {
+                        next.push(id);
+                    }
+                }
+            }
+            walked.extend(level);
+            frontier = next;
+        }
+        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        for tid in &walked {
+            self.conn
+                .prepare_cached("UPDATE trees SET complete = 1 WHERE tid = ?1")
+                .and_then(|mut st| st.execute([tid]))
+                .map_err(self.err())?;
+        }
+        tx.commit().map_err(self.err())?;
+        let (tid, _, _) = self
+            .tree_row(&root)?
+            .ok_or_else(|| Error::Other(format!("catalog: tree {root} vanished")))?;
+        Ok(tid)
+    }
+
+    /// Every path matching `q` in the given snapshots (which must have been
+    /// [`ensure`](Self::ensure)d), answered by walking up from the matching
+    /// entries to the snapshot roots in SQL.
+    pub fn find(&self, q: &Query, snapshots: &[SnapshotId]) -> Result<Vec<Hit>> {
+        let wanted: HashSet<SnapshotId> = snapshots.iter().copied().collect();
+        let (name_glob, path_glob) = if q.pattern.contains('/') {
+            let last = q.pattern.rsplit('/').next().unwrap_or("");
+            let name = if last.is_empty() || last.contains("**") {
+                "*".to_string()
+            } else {
+                last.to_string()
+            };
+            (name, Some(q.pattern.clone()))
+        } else {
+            (q.pattern.clone(), None)
+        };
+        let sql = format!(
+            "WITH RECURSIVE up(tid, path, etid, ename) AS (
+                 SELECT e.tid, '/' || CAST(e.name AS TEXT), e.tid, e.name FROM entries e
+                 WHERE e.name GLOB ?1
+                   AND (?2 IS NULL OR e.mtime_s >= ?2)
+                   AND (?3 IS NULL OR e.mtime_s < ?3)
+                 UNION
+                 SELECT p.tid, '/' || CAST(p.name AS TEXT) || up.path, up.etid, up.ename
+                 FROM entries p JOIN up ON p.sub = up.tid
+             )
+             SELECT up.path, s.id, {ENTRY_COLS}
+             FROM up JOIN snapshots s ON s.root = up.tid
+             JOIN entries e ON e.tid = up.etid AND e.name = up.ename
+             LEFT JOIN trees st ON st.tid = e.sub
+             WHERE ?4 IS NULL OR up.path GLOB ?4"
+        );
+        let mut st = self.conn.prepare(&sql).map_err(self.err())?;
+        let rows = st
+            .query_map(params![name_glob, q.newer, q.older, path_glob], |r| {
+                let sid: Vec<u8> = r.get(1)?;
+                Ok((bytes_of(r.get_ref(0)?), sid, entry_from_row(r, 2)?))
+            })
+            .map_err(self.err())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (path, sid, entry) = row.map_err(self.err())?;
+            let sid = SnapshotId::from_bytes(&sid)?;
+            if wanted.contains(&sid) {
+                out.push(Hit {
+                    path,
+                    snapshot: sid,
+                    entry,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
