@@ -510,7 +510,17 @@ fn delete_extras(
             .map(|(it, _)| it.rel.as_path()),
     );
     let mut n = 0;
+    // A directory of the target that is a symlink (or lies below one) would
+    // lead outside it: nothing is deleted there (step 1 replaces it).
+    let mut outside: HashSet<&Path> = HashSet::new();
     for d in dirs {
+        if !d.as_os_str().is_empty() {
+            let real_dir = fs::symlink_metadata(target.join(d)).is_ok_and(|m| m.is_dir());
+            if !real_dir || d.parent().is_some_and(|p| outside.contains(p)) {
+                outside.insert(d);
+                continue;
+            }
+        }
         let Ok(rd) = fs::read_dir(target.join(d)) else {
             continue;
         };

@@ -529,6 +529,20 @@ fn restore_into_an_older_restore_rewrites_only_what_differs() {
     );
     assert_eq!(field(&s, "files_restored"), 20, "{s}");
     assert_eq!(fs::read(&p).unwrap(), b"doc 5 monday");
+
+    // --delete never reaches through a symlink in the target.
+    let victim = t.dir.mkdir("victim");
+    write_at(&victim.join("precious"), b"keep me", 1);
+    fs::remove_dir_all(target.join("alice")).unwrap();
+    std::os::unix::fs::symlink(&victim, target.join("alice")).unwrap();
+    restore_json(&t, &mon, &target, &[&filters[..], &["--delete"]].concat());
+    assert_eq!(fs::read(victim.join("precious")).unwrap(), b"keep me");
+    assert!(fs::symlink_metadata(target.join("alice")).unwrap().is_dir());
+    assert_eq!(
+        all_paths(&victim).len(),
+        1,
+        "nothing written through the link"
+    );
 }
 
 /// Runs cellar with raw (binary) stdout.
