@@ -237,7 +237,7 @@ impl<'r> Packer<'r> {
                     let size = bytes.len() as u32;
                     {
                         let mut pool = self.buffers.lock().unwrap();
-                        if pool.len() < 4 {
+                        if pool.len() < 2 {
                             pool.push(bytes);
                         }
                     }

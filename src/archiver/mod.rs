@@ -455,6 +455,8 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
     let started = Instant::now();
+    // The snapshot is dated when the backup starts (what it holds is at least that old).
+    let time = opts.time.clone().unwrap_or_else(jiff::Zoned::now);
     let host = opts.host.clone().unwrap_or_else(repofile::hostname);
     let mut paths: Vec<String> = Vec::new();
     for p in &opts.paths {
@@ -514,7 +516,7 @@ pub fn backup(
     let cfg = repo.config().clone();
     let counters = Counters::default();
     let mut streams = opts.streams;
-    let writers = 2;
+    let writers = repo.backend().properties().connections;
     let dry_run = opts.dry_run;
     let ((root_tree, unreadable), stats) = Packer::run(repo, writers, dry_run, |packer| {
         let ctx = Ctx {
@@ -572,7 +574,6 @@ pub fn backup(
         let root = ctx.save_tree(&mut nodes)?;
         Ok((root, ctx.unreadable.into_inner().unwrap()))
     })?;
-    let time = opts.time.unwrap_or_else(jiff::Zoned::now);
     let summary = Summary {
         files_new: counters.files_new.load(Ordering::Relaxed),
         files_changed: counters.files_changed.load(Ordering::Relaxed),

@@ -82,6 +82,9 @@ impl ReadBackend for LocalBackend {
         Properties {
             conditional_create: true,
             cheap_ranged_reads: true,
+            // O_DIRECT writes run at device speed from one thread; a second
+            // writer would only hold another 16 MiB pack in memory.
+            connections: 1,
         }
     }
 

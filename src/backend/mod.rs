@@ -60,6 +60,9 @@ pub struct Properties {
     pub conditional_create: bool,
     /// Reading a byte range costs about as much as its length (no per-request latency to amortise).
     pub cheap_ranged_reads: bool,
+    /// Pack uploads worth running at once (a local disk needs one writer; an
+    /// object store hides its latency behind several).
+    pub connections: usize,
 }
 
 pub trait ReadBackend: Send + Sync {
