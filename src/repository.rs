@@ -457,31 +457,11 @@ impl Repository {
         Ok(out)
     }
 
-    /// Resolves "latest" or an id prefix (at least 4 hex digits) to one snapshot.
+
+    /// Resolves "latest", "@TIME" or an id prefix among all snapshots
+    /// (see [`crate::selector`] for filtered selection).
     pub fn find_snapshot(&self, selector: &str) -> Result<(SnapshotId, Snapshot)> {
-        let mut all = self.snapshots()?;
-        if selector == "latest" {
-            return all
-                .pop()
-                .ok_or_else(|| Error::NotFound("the repository has no snapshots".into()));
-        }
-        let sel = selector.to_ascii_lowercase();
-        if sel.len() < 4 || !sel.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::InvalidArgument(format!(
-                "snapshot {selector:?}: expected \"latest\" or an id prefix of at least 4 hex digits"
-            )));
-        }
-        let mut hits: Vec<_> = all
-            .into_iter()
-            .filter(|(id, _)| id.to_hex().starts_with(&sel))
-            .collect();
-        match hits.len() {
-            0 => Err(Error::NotFound(format!("no snapshot matches {selector:?}"))),
-            1 => Ok(hits.pop().unwrap()),
-            n => Err(Error::InvalidArgument(format!(
-                "snapshot prefix {selector:?} is ambiguous ({n} snapshots match)"
-            ))),
-        }
+        crate::selector::resolve_in(self.snapshots()?, selector, &crate::selector::now())
     }
 
     /// Reads one blob: locate it in the cache, read its byte range, open and verify it.

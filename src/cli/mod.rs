@@ -182,10 +182,17 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::BrokenPipe {
-                    return exit::OK;
-                }
+            // A closed pipe (`cellar ls | head`) is not an error.
+            let broken_pipe = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                    || matches!(
+                        c.downcast_ref::<cellar::Error>(),
+                        Some(cellar::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe
+                    )
+            });
+            if broken_pipe {
+                return exit::OK;
             }
             // One line: the chain joined, outermost first.
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();

@@ -69,6 +69,10 @@ impl Cache {
     pub fn open(path: &Path) -> Result<Cache> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            // The cache holds plaintext names and sizes: keep it to its owner
+            // (format-spec 07). Best effort on file systems without modes.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
         let remove_files = || {
             for suffix in ["", "-wal", "-shm"] {
@@ -118,6 +122,15 @@ impl Cache {
     }
 
     fn connect(path: &Path) -> rusqlite::Result<Connection> {
+        // Created 0600 before SQLite opens it (the -wal and -shm files copy its mode).
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path);
+        }
         let conn = Connection::open(path)?;
         conn.execute_batch(
             // WAL: readers (a browse in another terminal) never block the backup writer.
@@ -192,7 +205,10 @@ impl Cache {
                         ])?;
                     }
                 }
-                tx.execute("INSERT OR IGNORE INTO segments (id) VALUES (?1)", [&id.0[..]])?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO segments (id) VALUES (?1)",
+                    [&id.0[..]],
+                )?;
             }
             tx.commit()
         })
