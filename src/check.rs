@@ -87,7 +87,7 @@ impl Progress for NoProgress {}
 /// One thing that is wrong, with the object it is about.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Problem {
-    /// "pack", "index segment", "snapshot", "key", "blob", "tree".
+    /// "pack", "index segment", "snapshot", "key", "lock", "blob".
     pub object: &'static str,
     /// Its id (hex), or its name.
     pub id: String,
@@ -485,6 +485,16 @@ pub fn check(
     // 1. Key files, snapshot files, index segments (R7, R8, parsing).
     for e in repo.key_file_problems()? {
         rep.errors.push(problem("key", "", e.to_string()));
+    }
+    // Locks come and go: one that does not open is reported, not an error (and
+    // it blocks prune until `unlock` removes it).
+    for (name, _) in repo.backend().list(FileType::Lock).map_err(repo.berr())? {
+        if valid_id(&name) {
+            if let Err(e) = crate::lock::read_lock(repo, &name) {
+                rep.warnings
+                    .push(problem("lock", &name, strip_prefix(&e, &name)));
+            }
+        }
     }
     let idx = index_listing(repo)?;
     for (id, e) in &idx.unreadable {
