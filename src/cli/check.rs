@@ -23,6 +23,30 @@ pub struct CheckArgs {
     pub read_data_subset: Option<ReadData>,
 }
 
+/// Opens the repository; when an index segment is damaged (opening reads them
+/// all), says how to get past it: the index can be rebuilt without it.
+pub(super) fn open_with_hint(g: &GlobalArgs) -> Result<cellar::Repository> {
+    open_repo(g).map_err(|e| {
+        let seg = e
+            .chain()
+            .find_map(|c| match c.downcast_ref::<cellar::Error>() {
+                Some(cellar::Error::Corrupt {
+                    kind: "index segment",
+                    id,
+                    ..
+                }) => Some(id.clone()),
+                _ => None,
+            });
+        match seg {
+            Some(id) => e.context(format!(
+                "move index/{id} out of the repository, then run `cellar repair index` \
+                 (it rebuilds the index from the packs)"
+            )),
+            None => e,
+        }
+    })
+}
+
 fn subset(s: &str) -> Result<ReadData, String> {
     ReadData::parse_subset(s).map_err(|e| e.to_string())
 }
@@ -45,7 +69,7 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<i32> {
         (None, true) => ReadData::All,
         (None, false) => ReadData::None,
     };
-    let repo = open_repo(g)?;
+    let repo = open_with_hint(g)?;
     // A reader without write access cannot take a lock; it may read anyway
     // (format-spec/05 §5.8): a concurrent prune can then only make it fail.
     let _lock = match cellar::lock::lock(&repo, false) {

@@ -64,7 +64,7 @@ pub fn run(g: &GlobalArgs, c: RepairCommand) -> Result<i32> {
 }
 
 fn index(g: &GlobalArgs) -> Result<i32> {
-    let repo = open_repo(g)?;
+    let repo = super::check::open_with_hint(g)?;
     // It supersedes and deletes index segments: nothing may run alongside.
     let _lock = cellar::lock::lock(&repo, true)?;
     let bar = Bar::new(!g.quiet && !g.json, g.quiet, "read headers,");
