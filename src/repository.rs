@@ -350,16 +350,36 @@ impl Repository {
         Ok(())
     }
 
+    /// Reads index segments. A damaged segment is skipped with a warning
+    /// (format-spec 05 §5.6): the repository stays usable, `check` reports the
+    /// blobs only it listed, and `repair index` rebuilds it from the packs.
+    /// A backend failure (not a damaged file) still fails the whole read.
     fn read_segments(&self, ids: &[IndexId]) -> Result<Vec<(IndexId, Segment)>> {
-        ids.par_iter()
+        let read: Vec<Result<Option<(IndexId, Segment)>>> = ids
+            .par_iter()
             .map(|id| {
                 let bytes = self
                     .backend
                     .read(FileType::Index, &id.to_hex())
                     .map_err(self.berr())?;
-                Ok((*id, Segment::open(&self.keys, *id, &bytes)?))
+                match Segment::open(&self.keys, *id, &bytes) {
+                    Ok(seg) => Ok(Some((*id, seg))),
+                    Err(e) => {
+                        self.notify(&format!(
+                            "warning: skipping damaged index segment {id}: {e} (run `cellar repair index`)"
+                        ));
+                        Ok(None)
+                    }
+                }
             })
-            .collect()
+            .collect();
+        let mut out = Vec::with_capacity(read.len());
+        for r in read {
+            if let Some(s) = r? {
+                out.push(s);
+            }
+        }
+        Ok(out)
     }
 
     /// Brings the cache's snapshot list in line with the repository.
