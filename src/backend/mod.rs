@@ -13,6 +13,8 @@
 //! - A missing file is reported as `std::io::ErrorKind::NotFound`.
 
 pub mod local;
+pub mod retry;
+pub mod s3;
 
 use std::io;
 
@@ -94,11 +96,38 @@ pub trait WriteBackend: ReadBackend {
     fn flush(&self) -> io::Result<()>;
 }
 
-/// Opens the backend a repository location names.
+/// How to reach a repository beyond its location (the CLI's global options).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Address S3 buckets as `endpoint/bucket` rather than `bucket.endpoint`
+    /// (always so with a custom endpoint).
+    pub s3_path_style: bool,
+    /// Storage class of new packs on S3 (e.g. STANDARD_IA).
+    pub s3_storage_class: Option<String>,
+    /// Pack uploads in flight; None for the backend's default.
+    pub connections: Option<usize>,
+}
+
+static OPTIONS: std::sync::RwLock<Option<Options>> = std::sync::RwLock::new(None);
+
+/// Sets the options [`open`] uses for the rest of the process.
+pub fn configure(opts: Options) {
+    *OPTIONS.write().unwrap() = Some(opts);
+}
+
+/// Opens the backend a repository location names, with the options given to [`configure`].
 pub fn open(location: &str) -> crate::Result<Box<dyn WriteBackend>> {
-    if let Some(rest) = location.strip_prefix("s3://") {
-        return Err(crate::Error::InvalidArgument(format!(
-            "s3://{rest}: S3 repositories are not supported by this build yet"
+    let opts = OPTIONS.read().unwrap().clone().unwrap_or_default();
+    open_with(location, &opts)
+}
+
+/// Opens `s3://BUCKET/PREFIX`, `local:DIR` or a plain directory.
+pub fn open_with(location: &str, opts: &Options) -> crate::Result<Box<dyn WriteBackend>> {
+    if location.starts_with("s3://") {
+        let b = s3::S3Backend::new(location, opts)?;
+        return Ok(Box::new(retry::RetryBackend::new(
+            b,
+            retry::Policy::default(),
         )));
     }
     let path = location.strip_prefix("local:").unwrap_or(location);

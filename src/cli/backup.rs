@@ -211,6 +211,8 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<i32> {
         o.insert("parent".into(), json!(res.parent.map(|p| p.to_hex())));
         o.insert("dry_run".into(), json!(a.dry_run));
         o.insert("unreadable".into(), json!(res.unreadable));
+        // Requests the backend had to repeat (S3 5xx, SlowDown, timeouts).
+        o.insert("retries".into(), json!(cellar::backend::retry::count()));
         println!("{v}");
     } else if !g.quiet {
         let mut out = std::io::stdout().lock();

@@ -54,7 +54,7 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Repository location: a directory (or local:DIR)
+    /// Repository location: a directory (or local:DIR), or s3://BUCKET/PREFIX
     #[arg(short = 'r', long = "repo", env = "CELLAR_REPOSITORY", global = true)]
     pub repo: Option<String>,
     /// Read the password from this file (first line)
@@ -72,6 +72,21 @@ pub struct GlobalArgs {
     /// Print nothing but errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// S3: address buckets as ENDPOINT/BUCKET/KEY (always so with AWS_ENDPOINT_URL)
+    #[arg(long, env = "CELLAR_S3_PATH_STYLE", global = true)]
+    pub s3_path_style: bool,
+    /// S3: storage class of new data packs (e.g. STANDARD_IA, INTELLIGENT_TIERING)
+    #[arg(
+        long,
+        env = "CELLAR_S3_STORAGE_CLASS",
+        global = true,
+        value_name = "CLASS"
+    )]
+    pub s3_storage_class: Option<String>,
+    /// S3: pack uploads in flight (default 8; a local disk uses one writer)
+    #[arg(long, global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub connections: Option<u16>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,6 +129,11 @@ pub enum Command {
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
+    cellar::backend::configure(cellar::backend::Options {
+        s3_path_style: g.s3_path_style,
+        s3_storage_class: g.s3_storage_class.clone(),
+        connections: g.connections.map(usize::from),
+    });
     match cli.command {
         Command::Init(a) => init::run(g, a),
         Command::Backup(a) => backup::run(g, *a),

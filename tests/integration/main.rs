@@ -16,7 +16,11 @@
 //! - `backup_opts` excludes, incrementals, dry runs, Ctrl-C.
 //! - `browse`     find/history over 50 snapshots, @TIME selectors, diff, ls, dump, incremental restore.
 //! - `sqldump`    command streams and night-to-night dedup of SQL dumps.
+//! - `backend`    one conformance suite for the local and the S3 backend.
+//! - `s3`         S3 round trip, init inside its prefix, credentials, a killed
+//!   server, a fault-injecting proxy (helpers and the s3s-fs server in `s3util`).
 
+mod backend;
 mod backup_opts;
 mod browse;
 mod cache;
@@ -28,5 +32,7 @@ mod hostile;
 mod keys;
 mod prune;
 mod roundtrip;
+mod s3;
+mod s3util;
 mod sqldump;
 mod util;

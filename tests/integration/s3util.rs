@@ -1,0 +1,296 @@
+//! A real S3-compatible server for the tests: `s3s-fs` (SigV4 enforced) on a
+//! free port of 127.0.0.1 with a temporary data directory, one per test, and
+//! [`S3Repo`], a repository under a prefix of its bucket with a command
+//! builder that passes the credentials in the environment.
+//!
+//! Where `s3s-fs` is not installed the S3 tests print "SKIPPED: s3s-fs not
+//! installed" and pass, except under CI (`CI` set), where they fail.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+pub const ACCESS_KEY: &str = "cellar-test-ak";
+pub const SECRET_KEY: &str = "cellar-test-secret-key-0123456789";
+pub const BUCKET: &str = "cellar-test";
+
+/// Whether `s3s-fs` can run; without it, panics under CI and says SKIPPED otherwise.
+pub fn available() -> bool {
+    let ok = Command::new("s3s-fs")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "s3s-fs is not installed, and CI needs the S3 tests: cargo install s3s-fs --version 0.14.1 --features binary --locked"
+        );
+        eprintln!("SKIPPED: s3s-fs not installed");
+    }
+    ok
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on `port` (the server is up).
+pub fn wait_listening(port: u16) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let start = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An `s3s-fs` process, killed when dropped.
+pub struct S3Server {
+    pub dir: Dir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl S3Server {
+    /// A server with one empty bucket, [`BUCKET`]; None when s3s-fs is missing.
+    pub fn start(name: &str) -> Option<S3Server> {
+        if !available() {
+            return None;
+        }
+        let dir = Dir::new(&format!("s3-{name}"));
+        // s3s-fs keeps a bucket as a folder of its root.
+        dir.mkdir(format!("data/{BUCKET}"));
+        let mut s = S3Server {
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        s.restart();
+        Some(s)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Where the objects of the bucket are on disk: `bucket_dir().join(key)`.
+    pub fn bucket_dir(&self) -> PathBuf {
+        self.dir.join("data").join(BUCKET)
+    }
+
+    /// Starts the server (again) on the same port and data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
+        let mut cmd = Command::new("s3s-fs");
+        cmd.args(["--host", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(self.dir.join("data"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        // Should the test process die, so does the server (the spawning
+        // thread is the test's, which outlives the server otherwise).
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.child = Some(cmd.spawn().expect("starting s3s-fs"));
+        wait_listening(self.port);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Every object key of the bucket (s3s-fs's own sidecar files are outside it).
+    pub fn keys(&self) -> Vec<String> {
+        let root = self.bucket_dir();
+        let mut out: Vec<String> = all_paths(&root)
+            .into_iter()
+            .filter(|p| root.join(p).is_file())
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A repository at `s3://BUCKET/PREFIX` of a server, with its password file and cache.
+pub struct S3Repo {
+    pub server: S3Server,
+    pub dir: Dir,
+    pub url: String,
+    pub password_file: PathBuf,
+    pub cache: PathBuf,
+    /// The endpoint the commands use (the server's, or a proxy in front of it).
+    pub endpoint: String,
+}
+
+impl S3Repo {
+    /// A server and an uninitialised repository at `s3://cellar-test/PREFIX`.
+    pub fn uninitialized(name: &str, prefix: &str) -> Option<S3Repo> {
+        let server = S3Server::start(name)?;
+        let dir = Dir::new(&format!("s3repo-{name}"));
+        let password_file = dir.write("password", format!("{PASSWORD}\n").as_bytes());
+        Some(S3Repo {
+            endpoint: server.endpoint(),
+            url: format!("s3://{BUCKET}/{prefix}"),
+            cache: dir.join("cache"),
+            password_file,
+            dir,
+            server,
+        })
+    }
+
+    /// Same, initialised.
+    pub fn new(name: &str) -> Option<S3Repo> {
+        let r = S3Repo::uninitialized(name, "backups/srv1")?;
+        r.cellar().arg("init").args(CHEAP_KDF).ok();
+        Some(r)
+    }
+
+    /// `cellar -r s3://… --password-file … --cache-dir …` with the credentials.
+    pub fn cellar(&self) -> S3Cellar {
+        let mut c = S3Cellar::new(&self.endpoint);
+        c.arg("-r")
+            .arg(&self.url)
+            .arg("--password-file")
+            .arg(&self.password_file)
+            .arg("--cache-dir")
+            .arg(&self.cache);
+        c
+    }
+
+    pub fn backup(&self, paths: &[&Path]) -> serde_json::Value {
+        self.cellar()
+            .arg("--json")
+            .arg("backup")
+            .args(paths)
+            .ok()
+            .json()
+    }
+}
+
+/// Like [`Cellar`], for S3: the environment holds the server's credentials
+/// and nothing of the developer's AWS setup.
+pub struct S3Cellar {
+    cmd: Command,
+    shown: Vec<String>,
+}
+
+impl S3Cellar {
+    pub fn new(endpoint: &str) -> S3Cellar {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cellar"));
+        for v in [
+            "CELLAR_REPOSITORY",
+            "CELLAR_PASSWORD",
+            "CELLAR_PASSWORD_FILE",
+            "CELLAR_PASSWORD_COMMAND",
+            "CELLAR_CACHE_DIR",
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT_URL_S3",
+        ] {
+            cmd.env_remove(v);
+        }
+        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials",
+            )
+            // A dead server fails a command in about a second, not forty.
+            .env("CELLAR_RETRY_BASE_MS", "10")
+            .env(
+                "XDG_CACHE_HOME",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache"),
+            )
+            .stdin(Stdio::null());
+        S3Cellar {
+            cmd,
+            shown: vec![format!("AWS_ENDPOINT_URL={endpoint} cellar")],
+        }
+    }
+
+    pub fn arg(&mut self, a: impl AsRef<std::ffi::OsStr>) -> &mut S3Cellar {
+        self.shown.push(a.as_ref().to_string_lossy().into_owned());
+        self.cmd.arg(a);
+        self
+    }
+
+    pub fn args<I, S>(&mut self, args: I) -> &mut S3Cellar
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        for a in args {
+            self.arg(a);
+        }
+        self
+    }
+
+    pub fn env(&mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> &mut S3Cellar {
+        self.shown
+            .insert(0, format!("{k}={}", v.as_ref().to_string_lossy()));
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn run(&mut self) -> Run {
+        let out = self.cmd.output().expect("running the cellar binary");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            cmdline: self.shown.join(" "),
+        }
+    }
+
+    pub fn spawn(&mut self) -> std::process::Child {
+        self.cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the cellar binary")
+    }
+
+    pub fn expect(&mut self, code: i32) -> Run {
+        let r = self.run();
+        assert!(r.code == code, "expected exit code {code}\n{}", r.report());
+        r
+    }
+
+    pub fn ok(&mut self) -> Run {
+        self.expect(exit::OK)
+    }
+}
