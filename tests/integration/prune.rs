@@ -55,6 +55,9 @@ fn assert_restores(t: &TestRepo, expect: &[(String, PathBuf)], src: &Path, tag: 
         }
         fs::remove_dir_all(&target).unwrap();
     }
+    // And the repository as a whole is sound: every pack read, every blob verified.
+    let c = t.cellar().args(["check", "--read-data"]).run();
+    assert_eq!(c.code, 0, "{tag}: check --read-data\n{}", c.report());
 }
 
 /// `cellar` with an environment variable set (the test hooks).
@@ -438,7 +441,9 @@ fn locks_two_prunes_exclude_each_other_and_stale_locks_are_ignored() {
             .args(["prune", "--retry-lock", "1s"])
             .expect(exit::LOCKED);
         assert!(r.stderr.contains("waiting"), "{}", r.report());
-        // A backup does not conflict with a prune's lock.
+        // A backup does not conflict with a prune's lock. (New content, so that
+        // forgetting the first snapshot below leaves a prune something to do.)
+        write_random(&src.join("f"), 10_000, 4);
         t.backup(&[&src]);
     }
     // A crashed prune leaves its lock; its process is gone, so it is ignored.
