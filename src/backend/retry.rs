@@ -95,18 +95,39 @@ impl Policy {
 pub struct RetryBackend<B> {
     inner: B,
     policy: Policy,
+    /// Set when an operation gave up on a transient error, cleared by any
+    /// success: while the endpoint looks dead, the writers still draining
+    /// their queue try once more each instead of backing off for 40 s each.
+    gave_up: std::sync::atomic::AtomicBool,
 }
 
 impl<B: WriteBackend> RetryBackend<B> {
     pub fn new(inner: B, policy: Policy) -> Self {
-        RetryBackend { inner, policy }
+        RetryBackend {
+            inner,
+            policy,
+            gave_up: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     fn run<T>(&self, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
         let mut attempt = 0;
+        let max = if self.gave_up.load(Ordering::Relaxed) {
+            1
+        } else {
+            self.policy.max_retries
+        };
         loop {
-            match op() {
-                Err(e) if is_transient(&e) && attempt < self.policy.max_retries => {
+            let r = op();
+            match &r {
+                Ok(_) => self.gave_up.store(false, Ordering::Relaxed),
+                Err(e) if is_transient(e) && attempt >= max => {
+                    self.gave_up.store(true, Ordering::Relaxed)
+                }
+                _ => {}
+            }
+            match r {
+                Err(e) if is_transient(&e) && attempt < max => {
                     // An interrupted command stops retrying; the caller reports the error.
                     if crate::cancel::is_interrupted() {
                         return Err(e);
