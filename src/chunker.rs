@@ -42,6 +42,85 @@ pub fn classify(name: &[u8]) -> ChunkClass {
     }
 }
 
+/// Reads a stream ahead in a thread of its own, so that a pipe's producer
+/// (mysqldump) never waits while a batch is being sealed, and reading overlaps
+/// hashing, compression and encryption.
+pub struct Prefetch {
+    rx: crossbeam_channel::Receiver<std::io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Prefetch {
+    /// `blocks` buffers of `block` bytes at most are held ahead.
+    pub fn new(mut inner: Box<dyn Read + Send>, block: usize, blocks: usize) -> Prefetch {
+        let (tx, rx) = crossbeam_channel::bounded(blocks.max(1));
+        std::thread::spawn(move || {
+            loop {
+                let mut buf = vec![0u8; block];
+                let mut filled = 0;
+                let res = loop {
+                    match inner.read(&mut buf[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == buf.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                buf.truncate(filled);
+                let eof = filled == 0;
+                let msg = match res {
+                    Ok(()) => Ok(buf),
+                    Err(e) => Err(e),
+                };
+                let failed = msg.is_err();
+                // The consumer hung up (backup failed or interrupted): stop reading.
+                if tx.send(msg).is_err() || eof || failed {
+                    return;
+                }
+            }
+        });
+        Prefetch {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for Prefetch {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.current.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(b)) if b.is_empty() => self.done = true,
+                Ok(Ok(b)) => {
+                    self.current = b;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => self.done = true,
+            }
+        }
+        let n = out.len().min(self.current.len() - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 thread_local! {
     static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -63,19 +142,36 @@ pub fn chunk_stream<R: Read + ?Sized>(
     };
     // Buffers are reused per thread: a fresh multi-MiB allocation per file costs
     // thousands of page faults.
-    let mut pooled = BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    let mut pooled = if cap <= SMALL_BUFFER {
+        BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()))
+    } else {
+        BIG_BUFFERS.lock().unwrap().pop().unwrap_or_default()
+    };
     if pooled.len() < cap {
         pooled.resize(cap, 0);
     }
     let r = chunk_into(reader, &mut pooled, cap, full, params, seed, &mut on_batch);
-    BUFFER.with(|b| {
-        let mut b = b.borrow_mut();
-        if b.len() < pooled.len() {
-            *b = pooled;
+    // Threads keep small buffers; big ones go back to a shared pool of two, so
+    // memory does not grow with the number of reader threads.
+    if pooled.len() <= SMALL_BUFFER {
+        BUFFER.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.len() < pooled.len() {
+                *b = pooled;
+            }
+        });
+    } else {
+        let mut pool = BIG_BUFFERS.lock().unwrap();
+        if pool.len() < 2 {
+            pool.push(pooled);
         }
-    });
+    }
     r
 }
+
+/// Files up to this size are read into per-thread buffers.
+pub const SMALL_BUFFER: usize = 1 << 20;
+static BIG_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 fn chunk_into<R: Read + ?Sized>(
     reader: &mut R,

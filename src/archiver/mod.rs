@@ -96,6 +96,40 @@ struct Ctx<'a, 'r> {
     progress: &'a dyn Progress,
     unreadable: Mutex<Vec<String>>,
     excluder: &'a Excluder,
+    big_files: Semaphore,
+}
+
+/// A counting semaphore (std has none).
+struct Semaphore {
+    free: Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+struct Permit<'a>(&'a Semaphore);
+
+impl Semaphore {
+    fn new(n: usize) -> Semaphore {
+        Semaphore {
+            free: Mutex::new(n),
+            cv: std::sync::Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap();
+        while *free == 0 {
+            free = self.cv.wait(free).unwrap();
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap() += 1;
+        self.0.cv.notify_one();
+    }
 }
 
 /// The parts of the file system a snapshot covers: the given paths at their
@@ -346,6 +380,10 @@ impl Ctx<'_, '_> {
     }
 
     fn save_file_content(&self, path: &Path, node: &mut Node) -> Result<()> {
+        // Many threads keep many small reads in flight (a cold disk answers
+        // them in parallel); large files take one of a few slots, so their
+        // 16 MiB buffers stay few.
+        let _slot = (node.size > chunker::SMALL_BUFFER as u64).then(|| self.big_files.acquire());
         let mut f = File::open(path).at(path)?;
         let class = chunker::classify(&node.name);
         let (content, read) =
@@ -518,61 +556,79 @@ pub fn backup(
     let mut streams = opts.streams;
     let writers = repo.backend().properties().connections;
     let dry_run = opts.dry_run;
-    let ((root_tree, unreadable), stats) = Packer::run(repo, writers, dry_run, |packer| {
-        let ctx = Ctx {
-            packer,
-            params: [cfg.chunker.large, cfg.chunker.small],
-            level: cfg.compression.level,
-            force: opts.force,
-            counters: &counters,
-            progress,
-            unreadable: Mutex::new(Vec::new()),
-            excluder: &excluder,
-        };
-        // Streams first, one at a time: each is a single sequential reader whose
-        // chunks are sealed in parallel batches.
-        let mut stream_nodes = Vec::new();
-        for s in streams.iter_mut() {
-            let (content, n) = ctx
-                .save_stream(&mut s.reader, ChunkClass::Small, None)
-                .map_err(|e| match e {
-                    Error::Io { source, .. } => {
-                        Error::Other(format!("reading stream {}: {source}", s.name))
-                    }
-                    other => other,
-                })?;
-            if let Some(finish) = s.finish.take() {
-                finish()?;
+    // Reading is I/O-bound on a cold disk: three threads a core keep enough
+    // reads in flight; compression and sealing still run on every core.
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            (3 * std::thread::available_parallelism().map_or(2, |n| n.get())).max(4)
+        });
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Other(format!("starting {threads} threads: {e}")))?;
+    let ((root_tree, unreadable), stats) = pool.install(|| {
+        Packer::run(repo, writers, dry_run, |packer| {
+            let ctx = Ctx {
+                packer,
+                params: [cfg.chunker.large, cfg.chunker.small],
+                level: cfg.compression.level,
+                force: opts.force,
+                counters: &counters,
+                progress,
+                unreadable: Mutex::new(Vec::new()),
+                excluder: &excluder,
+                big_files: Semaphore::new(rayon::current_num_threads().clamp(1, 2)),
+            };
+            // Streams first, one at a time: each is a single sequential reader whose
+            // chunks are sealed in parallel batches.
+            let mut stream_nodes = Vec::new();
+            for s in streams.iter_mut() {
+                // Up to 16 MiB read ahead of the chunker.
+                let inner = std::mem::replace(&mut s.reader, Box::new(std::io::empty()));
+                s.reader = Box::new(chunker::Prefetch::new(inner, 4 << 20, 4));
+                let (content, n) = ctx
+                    .save_stream(&mut s.reader, ChunkClass::Small, None)
+                    .map_err(|e| match e {
+                        Error::Io { source, .. } => {
+                            Error::Other(format!("reading stream {}: {source}", s.name))
+                        }
+                        other => other,
+                    })?;
+                if let Some(finish) = s.finish.take() {
+                    finish()?;
+                }
+                let mut node = Node::new(s.name.as_bytes().to_vec(), Kind::File);
+                let now = jiff::Timestamp::now();
+                node.mode = 0o600;
+                node.uid = unsafe { libc::getuid() };
+                node.gid = unsafe { libc::getgid() };
+                node.user = fsmeta::user_name(node.uid).unwrap_or_default();
+                node.group = fsmeta::group_name(node.gid).unwrap_or_default();
+                node.mtime = (now.as_second(), now.subsec_nanosecond() as u32);
+                node.ctime = node.mtime;
+                node.size = n;
+                node.content = content;
+                counters.files_new.fetch_add(1, Ordering::Relaxed);
+                counters.total_files.fetch_add(1, Ordering::Relaxed);
+                counters.total_bytes.fetch_add(n, Ordering::Relaxed);
+                stream_nodes.push(node);
             }
-            let mut node = Node::new(s.name.as_bytes().to_vec(), Kind::File);
-            let now = jiff::Timestamp::now();
-            node.mode = 0o600;
-            node.uid = unsafe { libc::getuid() };
-            node.gid = unsafe { libc::getgid() };
-            node.user = fsmeta::user_name(node.uid).unwrap_or_default();
-            node.group = fsmeta::group_name(node.gid).unwrap_or_default();
-            node.mtime = (now.as_second(), now.subsec_nanosecond() as u32);
-            node.ctime = node.mtime;
-            node.size = n;
-            node.content = content;
-            counters.files_new.fetch_add(1, Ordering::Relaxed);
-            counters.total_files.fetch_add(1, Ordering::Relaxed);
-            counters.total_bytes.fetch_add(n, Ordering::Relaxed);
-            stream_nodes.push(node);
-        }
-        // The root tree holds the real paths' top entries and the streams.
-        let mut nodes = ctx.virtual_nodes(&vroot, parent_root.as_ref())?;
-        for s in stream_nodes {
-            if nodes.iter().any(|n| n.name == s.name) {
-                return Err(Error::InvalidArgument(format!(
-                    "stream name {:?} collides with a backed-up path",
-                    String::from_utf8_lossy(&s.name)
-                )));
+            // The root tree holds the real paths' top entries and the streams.
+            let mut nodes = ctx.virtual_nodes(&vroot, parent_root.as_ref())?;
+            for s in stream_nodes {
+                if nodes.iter().any(|n| n.name == s.name) {
+                    return Err(Error::InvalidArgument(format!(
+                        "stream name {:?} collides with a backed-up path",
+                        String::from_utf8_lossy(&s.name)
+                    )));
+                }
+                nodes.push(s);
             }
-            nodes.push(s);
-        }
-        let root = ctx.save_tree(&mut nodes)?;
-        Ok((root, ctx.unreadable.into_inner().unwrap()))
+            let root = ctx.save_tree(&mut nodes)?;
+            Ok((root, ctx.unreadable.into_inner().unwrap()))
+        })
     })?;
     let summary = Summary {
         files_new: counters.files_new.load(Ordering::Relaxed),
