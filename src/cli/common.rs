@@ -19,17 +19,38 @@ pub struct KdfArgs {
 }
 
 pub fn password_source(g: &GlobalArgs) -> PasswordSource {
+    // A saved repository's password source, unless the command line gives one.
+    if g.password_file.is_none() && g.password_command.is_none() {
+        if let Ok(Some((_, s))) = super::repos::lookup(g.repo.as_deref().filter(|r| !r.is_empty()))
+        {
+            return PasswordSource {
+                file: s.password_file,
+                command: s.password_command,
+            };
+        }
+    }
     PasswordSource {
         file: g.password_file.clone(),
         command: g.password_command.clone(),
     }
 }
 
+/// `-r`/CELLAR_REPOSITORY as a location or the name of a saved repository,
+/// else the saved default.
 pub fn repo_location(g: &GlobalArgs) -> Result<String> {
-    g.repo
-        .clone()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| anyhow!("no repository given: use -r/--repo or set CELLAR_REPOSITORY"))
+    super::repos::resolve_location(g.repo.as_deref())?.ok_or_else(|| {
+        anyhow!("no repository given: use -r/--repo, set CELLAR_REPOSITORY or save one with `cellar repo add`")
+    })
+}
+
+/// The cache root: --cache-dir/CELLAR_CACHE_DIR, else a saved repository's.
+pub fn cache_root(g: &GlobalArgs) -> Option<std::path::PathBuf> {
+    g.cache_dir.clone().or_else(|| {
+        super::repos::lookup(g.repo.as_deref().filter(|r| !r.is_empty()))
+            .ok()
+            .flatten()
+            .and_then(|(_, s)| s.cache_dir)
+    })
 }
 
 pub fn notifier(g: &GlobalArgs) -> Notify {
@@ -52,12 +73,15 @@ pub fn open_repo(g: &GlobalArgs) -> Result<Repository> {
         _ => {}
     }
     let pw = password_source(g).get("enter the repository password: ", false)?;
-    Ok(Repository::open(
-        backend,
-        &pw,
-        g.cache_dir.as_deref(),
-        notifier(g),
-    )?)
+    let root = cache_root(g);
+    let repo = Repository::open(backend, &pw, root.as_deref(), notifier(g))?;
+    // So shell completion finds this repository's cache without the password.
+    super::completion::remember_location(
+        &root.unwrap_or_else(cellar::repository::default_cache_root),
+        &loc,
+        &repo.config().id,
+    );
+    Ok(repo)
 }
 
 pub fn kdf_params(a: &KdfArgs) -> KdfParams {

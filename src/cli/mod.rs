@@ -4,23 +4,29 @@
 mod backup;
 mod check;
 mod common;
+mod completion;
 mod diff;
 mod dump;
+mod examples;
 mod find;
 mod forget;
 mod history;
 mod init;
 mod key;
 mod ls;
+mod man;
 mod output;
 mod password;
 mod progress;
 mod prune;
 mod repair;
+mod repo;
+mod repos;
 mod restore;
 mod snapshots;
 mod stats;
 mod unlock;
+mod version;
 
 use std::path::PathBuf;
 
@@ -72,6 +78,12 @@ pub struct GlobalArgs {
     /// Print nothing but errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// More detail (repeatable: -vv)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// No colour in help and errors (also when NO_COLOR is set or output is not a terminal)
+    #[arg(long, global = true)]
+    pub no_color: bool,
     /// S3: address buckets as ENDPOINT/BUCKET/KEY (always so with AWS_ENDPOINT_URL)
     #[arg(long, env = "CELLAR_S3_PATH_STYLE", global = true)]
     pub s3_path_style: bool,
@@ -125,6 +137,18 @@ pub enum Command {
     /// Rebuild the index from the packs, or snapshots without lost data
     #[command(subcommand)]
     Repair(repair::RepairCommand),
+    /// Print the version, git commit, build date, target, compiler and features
+    Version(version::VersionArgs),
+    /// Print a shell completion script (bash, zsh, fish)
+    Completion(completion::CompletionArgs),
+    /// Answer a completion script's question about the command line (reads only the local cache)
+    #[command(name = "__complete", hide = true)]
+    Complete(completion::CompleteArgs),
+    /// Write man pages (one per subcommand) into a directory
+    Man(man::ManArgs),
+    /// Save repositories under names (-r NAME) and pick the default
+    #[command(subcommand)]
+    Repo(repo::RepoCommand),
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -151,6 +175,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Unlock(a) => unlock::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Repair(c) => repair::run(g, c),
+        Command::Version(a) => version::run(g, a),
+        Command::Completion(a) => completion::run_script(g, a),
+        Command::Complete(a) => completion::run_complete(g, a),
+        Command::Man(a) => man::run(g, a),
+        Command::Repo(c) => repo::run(g, c),
     }
 }
 
@@ -186,7 +215,16 @@ pub fn exit_code(e: &anyhow::Error) -> i32 {
 }
 
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+        || std::env::args_os().any(|a| a == "--no-color");
+    let mut cmd = examples::cli();
+    if no_color {
+        cmd = cmd.color(clap::ColorChoice::Never);
+    }
+    let parsed = cmd
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {

@@ -11,6 +11,8 @@
 //! - `hostile`    malicious trees and targets cannot write outside the target.
 //! - `cache`      the local cache is disposable.
 //! - `check`      damaged repositories: check names snapshots and paths; repairs.
+//! - `cli`        version, shell completion from the cache, saved repositories,
+//!   man pages, help examples, output shapes.
 //! - `prune`      forget policies, two-phase prune, crash and concurrency safety.
 //! - `errors`     exit codes for missing repositories, locks, unreadable sources.
 //! - `backup_opts` excludes, incrementals, dry runs, Ctrl-C.
@@ -25,6 +27,7 @@ mod backup_opts;
 mod browse;
 mod cache;
 mod check;
+mod cli;
 mod corruption;
 mod dedup;
 mod errors;
