@@ -477,7 +477,6 @@ impl Repository {
         Ok(out)
     }
 
-
     /// Resolves "latest", "@TIME" or an id prefix among all snapshots
     /// (see [`crate::selector`] for filtered selection).
     pub fn find_snapshot(&self, selector: &str) -> Result<(SnapshotId, Snapshot)> {
