@@ -5,6 +5,7 @@ mod backup;
 mod check;
 mod common;
 mod completion;
+mod config;
 mod diff;
 mod dump;
 mod examples;
@@ -23,6 +24,7 @@ mod repair;
 mod repo;
 mod repos;
 mod restore;
+mod run;
 mod snapshots;
 mod stats;
 mod unlock;
@@ -137,6 +139,11 @@ pub enum Command {
     /// Rebuild the index from the packs, or snapshots without lost data
     #[command(subcommand)]
     Repair(repair::RepairCommand),
+    /// Run a profile of the configuration file: hooks, backup, forget, prune, check
+    Run(run::RunArgs),
+    /// Show or check the configuration file's profiles
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Print the version, git commit, build date, target, compiler and features
     Version(version::VersionArgs),
     /// Print a shell completion script (bash, zsh, fish)
@@ -175,6 +182,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Unlock(a) => unlock::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Repair(c) => repair::run(g, c),
+        Command::Run(a) => run::run(g, a),
+        Command::Config(c) => config::run(g, c),
         Command::Version(a) => version::run(g, a),
         Command::Completion(a) => completion::run_script(g, a),
         Command::Complete(a) => completion::run_complete(g, a),
