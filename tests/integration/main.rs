@@ -21,6 +21,10 @@
 //! - `backend`    one conformance suite for the local and the S3 backend.
 //! - `s3`         S3 round trip, init inside its prefix, credentials, a killed
 //!   server, a fault-injecting proxy (helpers and the s3s-fs server in `s3util`).
+//! - `profiles`   `cellar run`: hook order, failing and hanging hooks, failing
+//!   dumps, config errors with file and line, the shipped examples.
+//! - `mariadb`    a real MariaDB: profile with a dump stream, restore into a
+//!   fresh database, same CHECKSUM TABLE (skipped without MariaDB unless CI).
 
 mod backend;
 mod backup_opts;
@@ -33,6 +37,8 @@ mod dedup;
 mod errors;
 mod hostile;
 mod keys;
+mod mariadb;
+mod profiles;
 mod prune;
 mod roundtrip;
 mod s3;
