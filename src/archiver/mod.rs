@@ -472,6 +472,55 @@ fn unchanged(prev: &Node, cur: &Node) -> bool {
         && (prev.size == 0 || !prev.content.is_empty())
 }
 
+/// Indexes packs that an interrupted backup wrote but never got to index (a
+/// killed process, a lost connection, a power cut), so that their blobs are
+/// reused rather than stored again (format-spec 05: an interrupted backup
+/// leaves only unreferenced data, which the next run reuses). Only pack headers
+/// are read. A pack that cannot be parsed is left for `check` and `prune`.
+fn adopt_unindexed_packs(repo: &Repository, progress: &dyn Progress) -> Result<usize> {
+    use crate::backend::FileType;
+    let known: std::collections::HashSet<crate::id::PackId> = repo
+        .cache()
+        .packs()?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let listed = repo.backend().list(FileType::Pack).map_err(repo.berr())?;
+    let orphans: Vec<(crate::id::PackId, u64)> = listed
+        .into_iter()
+        .filter_map(|(name, size)| crate::id::PackId::from_hex(&name).ok().map(|id| (id, size)))
+        .filter(|(id, _)| !known.contains(id))
+        .collect();
+    if orphans.is_empty() {
+        return Ok(0);
+    }
+    let packs: Vec<crate::index::PackIndex> = orphans
+        .par_iter()
+        .filter_map(
+            |(id, size)| match crate::repair::read_pack_header(repo, *id, *size) {
+                Ok(blobs) => Some(crate::index::PackIndex {
+                    id: *id,
+                    size: *size as u32,
+                    blobs,
+                }),
+                Err(e) => {
+                    progress.warn(&format!("unindexed pack {id} left alone: {e}"));
+                    None
+                }
+            },
+        )
+        .collect();
+    let n = packs.len();
+    for chunk in packs.chunks(crate::index::segment::MAX_PACKS / 2) {
+        repo.write_segment(&crate::index::Segment {
+            superseded: Vec::new(),
+            packs: chunk.to_vec(),
+        })?;
+    }
+    repo.backend().flush().map_err(repo.berr())?;
+    Ok(n)
+}
+
 /// Picks the parent: explicit, else the newest snapshot of the same host and paths.
 fn find_parent(
     repo: &Repository,
@@ -515,6 +564,14 @@ pub fn backup(
         return Err(Error::InvalidArgument(
             "nothing to back up: give paths or streams".into(),
         ));
+    }
+    if !opts.dry_run {
+        let adopted = adopt_unindexed_packs(repo, progress)?;
+        if adopted > 0 {
+            repo.notify(&format!(
+                "indexed {adopted} pack(s) left by an interrupted backup; their data is reused"
+            ));
+        }
     }
     let parent = match opts.parent {
         Some(id) => Some((id, repo.load_snapshot(id)?)),

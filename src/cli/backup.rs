@@ -67,71 +67,15 @@ pub struct BackupArgs {
     pub dry_run: bool,
 }
 
-/// Starts `sh -c COMMAND` and returns its stdout as a stream. Its stderr is
-/// collected (the last 64 KiB) and shown after it ends; a non-zero exit, a
-/// signal or a failure to start fails the backup.
+/// `NAME=COMMAND` from the command line, run by the library's
+/// [`cellar::hooks::command_stream`].
 fn command_stream(spec: &str, quiet: bool) -> Result<StreamSource> {
     let (name, cmd) = spec
         .split_once('=')
         .filter(|(n, c)| !n.is_empty() && !c.trim().is_empty())
         .ok_or_else(|| anyhow!("--stdin-from-command {spec:?}: expected NAME=COMMAND"))?;
-    let mut child = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting command for /{name}: {cmd}"))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let err_thread = std::thread::spawn(move || {
-        let mut tail: Vec<u8> = Vec::new();
-        let mut buf = [0u8; 8192];
-        loop {
-            match std::io::Read::read(&mut stderr, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    tail.extend_from_slice(&buf[..n]);
-                    if tail.len() > 64 << 10 {
-                        tail.drain(..tail.len() - (64 << 10));
-                    }
-                }
-            }
-        }
-        tail
-    });
-    let name_s = name.to_string();
-    let cmd_s = cmd.to_string();
-    let finish = Box::new(move || -> cellar::Result<()> {
-        let status = child.wait();
-        let tail = err_thread.join().unwrap_or_default();
-        let failed = !matches!(&status, Ok(s) if s.success());
-        if !tail.is_empty() && (failed || !quiet) {
-            for line in String::from_utf8_lossy(&tail).lines() {
-                eprintln!("cellar: /{name_s}: {line}");
-            }
-        }
-        use std::os::unix::process::ExitStatusExt;
-        match status {
-            Ok(s) if s.success() => Ok(()),
-            Ok(s) => Err(cellar::Error::Other(match (s.code(), s.signal()) {
-                (Some(c), _) => format!(
-                    "command for /{name_s} exited with status {c}: {cmd_s} (no snapshot saved)"
-                ),
-                (_, Some(sig)) => format!(
-                    "command for /{name_s} was killed by signal {sig}: {cmd_s} (no snapshot saved)"
-                ),
-                _ => format!("command for /{name_s} failed: {cmd_s} (no snapshot saved)"),
-            })),
-            Err(e) => Err(cellar::Error::Other(format!("command for /{name_s}: {e}"))),
-        }
-    });
-    Ok(StreamSource {
-        name: name.to_string(),
-        reader: Box::new(stdout),
-        finish: Some(finish),
-    })
+    let warn = std::sync::Arc::new(|m: &str| eprintln!("cellar: {m}"));
+    Ok(cellar::hooks::command_stream(name, cmd, quiet, warn)?)
 }
 
 fn exclude_options(a: &BackupArgs) -> Result<ExcludeOptions> {

@@ -286,3 +286,59 @@ fn walk_size(p: &Path) -> u64 {
     }
     n
 }
+
+#[test]
+fn packs_of_a_killed_backup_are_adopted_by_the_next_run() {
+    let t = TestRepo::new("killed");
+    let src = t.dir.mkdir("big");
+    for i in 0..6 {
+        write_random(&t.dir.join(format!("big/f{i}.bin")), 64 * MIB, 200 + i);
+    }
+    let total = 6 * 64 * MIB;
+    let mut child = Command::new(&t.bin)
+        .arg("-r")
+        .arg(&t.repo)
+        .arg("--password-file")
+        .arg(&t.password_file)
+        .arg("--cache-dir")
+        .arg(&t.cache)
+        .args(["-q", "backup"])
+        .arg(&src)
+        .spawn()
+        .unwrap();
+    let data = t.repo.join("data");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while walk_size(&data) < 60 * MIB && std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SIGKILL: no chance to index anything.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let status = child.wait().unwrap();
+    if status.success() {
+        eprintln!("SKIPPED: the backup finished before it could be killed");
+        return;
+    }
+    assert!(t.snapshot_ids().is_empty());
+    let stored_before = walk_size(&data);
+    assert!(
+        stored_before >= 16 * MIB,
+        "some packs were written: {stored_before}"
+    );
+    // The killed run's lock is stale (its process is gone) and does not block.
+    let next = t.cellar().args(["--json", "backup"]).arg(&src).ok();
+    assert!(
+        next.stderr.contains("left by an interrupted backup"),
+        "{}",
+        next.report()
+    );
+    let added = next.json()["data_added"].as_u64().unwrap();
+    assert!(
+        added + stored_before <= total + 16 * MIB,
+        "second run added {added} after {stored_before} of {total} were stored"
+    );
+    let c = t.cellar().args(["check", "--read-data"]).run();
+    assert_eq!(c.code, 0, "{}", c.report());
+}
