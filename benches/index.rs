@@ -12,6 +12,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -20,7 +21,25 @@ use std::hint::black_box;
 use cellar::id::BlobId;
 use cellar::index::Cache;
 
-const BLOBS: u64 = 10_000_000;
+/// 10 million blobs under `cargo bench`; as a test (`cargo test --benches`,
+/// no `--bench` argument) a small index, so that a test run does not build 571 MiB.
+fn blobs() -> u64 {
+    static N: OnceLock<u64> = OnceLock::new();
+    *N.get_or_init(|| {
+        if std::env::args().any(|a| a == "--bench") {
+            10_000_000
+        } else {
+            100_000
+        }
+    })
+}
+
+fn label() -> String {
+    match blobs() {
+        n if n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n => format!("{}k", n / 1000),
+    }
+}
 /// 8 KiB chunks in 16 MiB packs.
 const BLOBS_PER_PACK: u64 = 2048;
 const STORED_LEN: u64 = 8 * 1024 + 28;
@@ -35,7 +54,7 @@ fn splitmix(mut x: u64) -> u64 {
 /// The id of indexed blob `i`: its first 8 bytes lie in slot `i` of the id
 /// space, so ids ascend with `i`; the rest is pseudo-random.
 fn indexed_id(i: u64) -> BlobId {
-    let step = u64::MAX / BLOBS;
+    let step = u64::MAX / blobs();
     let mut id = [0u8; 32];
     id[..8].copy_from_slice(&(i * step + splitmix(i) % step).to_be_bytes());
     for k in 0..3 {
@@ -51,14 +70,14 @@ fn fixture_path() -> PathBuf {
         .parent()
         .expect("target directory")
         .join("bench-fixtures")
-        .join("index-10M")
+        .join(format!("index-{}", label()))
         .join("index.sqlite")
 }
 
 fn is_complete(cache: &Cache) -> bool {
-    cache.counts().is_ok_and(|(b, _)| b == BLOBS)
+    cache.counts().is_ok_and(|(b, _)| b == blobs())
         && cache
-            .lookup(&indexed_id(BLOBS - 1))
+            .lookup(&indexed_id(blobs() - 1))
             .is_ok_and(|l| l.is_some())
 }
 
@@ -81,7 +100,7 @@ fn build(path: &Path) -> rusqlite::Result<()> {
              VALUES (?1, ?2, 0, 1, ?3, ?4, 8192)",
         )?;
         let mut rng = support::Rng::new(8);
-        let packs = BLOBS.div_ceil(BLOBS_PER_PACK);
+        let packs = blobs().div_ceil(BLOBS_PER_PACK);
         for p in 1..=packs {
             let mut id = [0u8; 32];
             rng.fill(&mut id);
@@ -92,7 +111,7 @@ fn build(path: &Path) -> rusqlite::Result<()> {
                 &[0u8; 32][..]
             ])?;
         }
-        for i in 0..BLOBS {
+        for i in 0..blobs() {
             blob.execute(rusqlite::params![
                 &indexed_id(i).0[..],
                 (i / BLOBS_PER_PACK + 1) as i64,
@@ -111,7 +130,7 @@ fn open_fixture() -> Cache {
             return cache;
         }
     }
-    println!("building {} ({BLOBS} blobs)...", path.display());
+    println!("building {} ({} blobs)...", path.display(), blobs());
     let start = Instant::now();
     build(&path).expect("building the index fixture");
     let cache = Cache::open(&path).expect("opening the index fixture");
@@ -131,7 +150,9 @@ fn open_fixture() -> Cache {
 fn index(c: &mut Criterion) {
     let cache = open_fixture();
     let mut rng = support::Rng::new(9);
-    let hits: Vec<BlobId> = (0..1 << 16).map(|_| indexed_id(rng.below(BLOBS))).collect();
+    let hits: Vec<BlobId> = (0..1 << 16)
+        .map(|_| indexed_id(rng.below(blobs())))
+        .collect();
     let misses: Vec<BlobId> = (0..1 << 16)
         .map(|_| {
             let mut id = [0u8; 32];
@@ -142,7 +163,7 @@ fn index(c: &mut Criterion) {
     assert!(cache.contains(&hits[0]).unwrap());
     assert!(!cache.contains(&misses[0]).unwrap());
 
-    let mut g = c.benchmark_group("index 10M blobs");
+    let mut g = c.benchmark_group(format!("index {} blobs", label()));
     g.throughput(Throughput::Elements(1));
     for (name, ids, hit) in [("hit", &hits, true), ("miss", &misses, false)] {
         let mut n = 0usize;
