@@ -141,14 +141,17 @@ impl<'r> Packer<'r> {
     pub fn claim_many(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
         let missing = self.repo.cache.missing(ids)?;
         let mut pending = self.pending.lock().unwrap();
-        let mut out = Vec::with_capacity(ids.len());
-        for (id, miss) in ids.iter().zip(missing) {
-            // Re-checked under the lock, as in `claim`.
-            if !miss || pending.contains(id) || self.repo.cache.contains(id)? {
-                out.push(false);
-            } else {
-                pending.insert(*id);
-                out.push(true);
+        // Re-checked under the lock, as in `claim`, in one batch.
+        let candidates: Vec<usize> = (0..ids.len())
+            .filter(|&i| missing[i] && !pending.contains(&ids[i]))
+            .collect();
+        let cand_ids: Vec<BlobId> = candidates.iter().map(|&i| ids[i]).collect();
+        let still_missing = self.repo.cache.missing(&cand_ids)?;
+        let mut out = vec![false; ids.len()];
+        for (&i, miss) in candidates.iter().zip(still_missing) {
+            // A batch may hold the same chunk twice: claim it once.
+            if miss && pending.insert(ids[i]) {
+                out[i] = true;
             }
         }
         Ok(out)

@@ -322,29 +322,49 @@ impl Repository {
                 new.len()
             ));
         }
-        let segments = self.read_segments(&new)?;
-        if segments.iter().any(|(_, s)| !s.superseded.is_empty()) && !rebuild {
+        // Segments are read a batch at a time and added as they come, so memory
+        // does not grow with the size of the index being synced.
+        if !rebuild {
+            let mut superseding = false;
+            self.for_each_segment(&new, |id, seg| {
+                if !seg.superseded.is_empty() {
+                    superseding = true;
+                } else if !superseding {
+                    self.cache.add_segment(id, &seg)?;
+                }
+                Ok(())
+            })?;
+            if !superseding {
+                return Ok(());
+            }
             rebuild = true;
         }
-        if rebuild {
-            let all = if new.len() == listed.len() {
-                segments
-            } else {
-                self.read_segments(&listed.iter().copied().collect::<Vec<_>>())?
-            };
-            let superseded: HashSet<IndexId> = all
-                .iter()
-                .flat_map(|(_, s)| s.superseded.iter().copied())
-                .collect();
-            self.cache.clear_index()?;
-            for (id, seg) in &all {
-                if !superseded.contains(id) {
-                    self.cache.add_segment(*id, seg)?;
-                }
-            }
-        } else {
-            for (id, seg) in &segments {
-                self.cache.add_segment(*id, seg)?;
+        debug_assert!(rebuild);
+        // A rebuild: first which segments are superseded (only those lists are
+        // kept), then every other segment, again a batch at a time.
+        let all: Vec<IndexId> = listed.iter().copied().collect();
+        let mut superseded: HashSet<IndexId> = HashSet::new();
+        self.for_each_segment(&all, |_, seg| {
+            superseded.extend(seg.superseded.iter().copied());
+            Ok(())
+        })?;
+        self.cache.clear_index()?;
+        let live: Vec<IndexId> = all
+            .into_iter()
+            .filter(|id| !superseded.contains(id))
+            .collect();
+        self.for_each_segment(&live, |id, seg| self.cache.add_segment(id, &seg))?;
+        Ok(())
+    }
+
+    fn for_each_segment(
+        &self,
+        ids: &[IndexId],
+        mut f: impl FnMut(IndexId, Segment) -> Result<()>,
+    ) -> Result<()> {
+        for chunk in ids.chunks(16) {
+            for (id, seg) in self.read_segments(chunk)? {
+                f(id, seg)?;
             }
         }
         Ok(())

@@ -190,20 +190,25 @@ impl Cache {
                      WHERE EXISTS (SELECT 1 FROM packs p JOIN marked m ON m.id = p.id
                                    WHERE p.pid = blobs.pid)",
                 )?;
+                let mut rows = Vec::with_capacity(seg.blob_count());
                 for p in &seg.packs {
                     ins_pack.execute(params![&p.id.0[..], p.size, &id.0[..]])?;
                     let pid: i64 = get_pid.query_row([&p.id.0[..]], |r| r.get(0))?;
-                    for b in &p.blobs {
-                        ins_blob.execute(params![
-                            &b.id.0[..],
-                            pid,
-                            b.blob_type,
-                            b.compression,
-                            b.offset,
-                            b.stored_len,
-                            b.raw_len
-                        ])?;
-                    }
+                    rows.extend(p.blobs.iter().map(|b| (b, pid)));
+                }
+                // In key order: random ids into a B-tree far larger than the page
+                // cache would rewrite most leaf pages in every transaction.
+                rows.sort_unstable_by(|a, b| a.0.id.cmp(&b.0.id));
+                for (b, pid) in rows {
+                    ins_blob.execute(params![
+                        &b.id.0[..],
+                        pid,
+                        b.blob_type,
+                        b.compression,
+                        b.offset,
+                        b.stored_len,
+                        b.raw_len
+                    ])?;
                 }
                 tx.execute(
                     "INSERT OR IGNORE INTO segments (id) VALUES (?1)",
