@@ -198,7 +198,7 @@ impl Cache {
                 }
                 // In key order: random ids into a B-tree far larger than the page
                 // cache would rewrite most leaf pages in every transaction.
-                rows.sort_unstable_by(|a, b| a.0.id.cmp(&b.0.id));
+                rows.sort_unstable_by_key(|r| r.0.id);
                 for (b, pid) in rows {
                     ins_blob.execute(params![
                         &b.id.0[..],
