@@ -161,6 +161,15 @@ pub fn parse_header(
     sealed: &[u8],
     header_offset: u64,
 ) -> Result<Vec<BlobEntry>> {
+    // Blob offsets are u32 (as in the index): a pack whose blobs reach past 4 GiB
+    // would wrap them. cellar writes packs of at most 512 MiB.
+    if header_offset > u32::MAX as u64 {
+        return Err(Error::corrupt(
+            "pack",
+            pack,
+            format!("{header_offset} bytes of blobs: larger than a pack can be"),
+        ));
+    }
     let plain = keys
         .open(crypto::aad::PACK_HEADER, sealed)
         .map_err(|e| Error::corrupt("pack", pack, format!("header: {e}")))?;
@@ -239,6 +248,25 @@ mod tests {
         s[20] ^= 1;
         let err = open_blob(&keys, &e, &s).unwrap_err().to_string();
         assert!(err.contains(&e.id.to_hex()), "{err}");
+    }
+
+    #[test]
+    fn blobs_past_4_gib_refused() {
+        let keys = Keys::generate();
+        let n = 65u32;
+        let stored = MAX_BLOB_STORED;
+        let mut w = Writer::default();
+        w.bytes(HEADER_MAGIC);
+        w.u32(n);
+        for i in 0..n {
+            w.bytes(&[TYPE_DATA, 0]);
+            w.u32(stored);
+            w.u32(1);
+            w.bytes(&[i as u8; 32]);
+        }
+        let sealed = keys.seal(crypto::aad::PACK_HEADER, &w.buf);
+        let total = n as u64 * stored as u64;
+        assert!(parse_header(&keys, PackId([0; 32]), &sealed, total).is_err());
     }
 
     #[test]

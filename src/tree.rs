@@ -118,9 +118,14 @@ pub fn valid_name(name: &[u8]) -> bool {
         && !name.contains(&0)
 }
 
-fn trunc(s: &str) -> &[u8] {
-    let b = s.as_bytes();
-    &b[..b.len().min(255)]
+/// A user or group name as stored: at most 255 bytes, cut at a character
+/// boundary so that what is written is still UTF-8.
+fn trunc(s: &str) -> &str {
+    let mut end = s.len().min(255);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Encodes nodes (sorted here, so callers need not).
@@ -138,10 +143,10 @@ pub fn encode(nodes: &mut [Node]) -> Vec<u8> {
         w.u32(n.gid);
         let u = trunc(&n.user);
         w.u8(u.len() as u8);
-        w.bytes(u);
+        w.bytes(u.as_bytes());
         let g = trunc(&n.group);
         w.u8(g.len() as u8);
-        w.bytes(g);
+        w.bytes(g.as_bytes());
         w.i64(n.mtime.0);
         w.u32(n.mtime.1);
         w.i64(n.ctime.0);
@@ -176,9 +181,13 @@ pub fn encode(nodes: &mut [Node]) -> Vec<u8> {
     w.into_inner()
 }
 
+/// Names need not be UTF-8: invalid bytes become U+FFFD, which can make the
+/// string longer than 255 bytes, so it is cut the way `encode` would cut it and
+/// a decoded tree re-encodes to the same nodes.
 fn string(r: &mut Reader<'_>) -> Result<String> {
     let n = r.u8()? as usize;
-    Ok(String::from_utf8_lossy(r.bytes(n)?).into_owned())
+    let s = String::from_utf8_lossy(r.bytes(n)?);
+    Ok(trunc(&s).to_owned())
 }
 
 /// Decodes a tree blob, enforcing every bound of format-spec/06-reader-rules.md.
@@ -293,6 +302,21 @@ mod tests {
             let enc = encode(&mut nodes);
             assert!(decode(&enc).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn long_and_non_utf8_names_round_trip() {
+        let mut n = Node::new(b"x".to_vec(), Kind::Fifo);
+        n.user = "é".repeat(200);
+        let dec = decode(&encode(&mut [n])).unwrap();
+        assert_eq!(dec[0].user, "é".repeat(127));
+        // 86 invalid bytes decode to 86 U+FFFD (258 bytes), cut to 85.
+        let mut enc = encode(&mut [Node::new(b"x".to_vec(), Kind::Fifo)]);
+        let at = 4 + 4 + 2 + 1 + 1 + 12;
+        enc.splice(at..at + 1, std::iter::once(86).chain([0xff; 86]));
+        let first = decode(&enc).unwrap();
+        assert_eq!(first[0].user, "\u{fffd}".repeat(85));
+        assert_eq!(decode(&encode(&mut first.clone())).unwrap(), first);
     }
 
     #[test]
