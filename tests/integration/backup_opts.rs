@@ -202,14 +202,19 @@ fn dry_run_writes_nothing() {
     assert!(changed.is_empty(), "dry run wrote {changed:?}");
 }
 
-#[test]
-fn interrupted_backup_keeps_its_packs_and_next_run_reuses_them() {
-    let t = TestRepo::new("interrupt");
+/// A repository and a 384 MiB source of six random files, with a backup of it
+/// started in the background and left running until `min_packed` bytes of
+/// packs are on disk. Returns (repo, source, total size, still-running child).
+fn big_backup_in_flight(
+    name: &str,
+    seed: u64,
+    min_packed: u64,
+) -> (TestRepo, std::path::PathBuf, u64, std::process::Child) {
+    let t = TestRepo::new(name);
     let src = t.dir.mkdir("big");
     for i in 0..6 {
-        write_random(&t.dir.join(format!("big/f{i}.bin")), 64 * MIB, 100 + i);
+        write_random(&t.dir.join(format!("big/f{i}.bin")), 64 * MIB, seed + i);
     }
-    let total = 6 * 64 * MIB;
     let mut child = Command::new(&t.bin)
         .arg("-r")
         .arg(&t.repo)
@@ -221,19 +226,22 @@ fn interrupted_backup_keeps_its_packs_and_next_run_reuses_them() {
         .arg(&src)
         .spawn()
         .unwrap();
-    // Wait until some packs are written, then press Ctrl-C.
     let data = t.repo.join("data");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let packs: u64 = walk_size(&data);
-        if packs > 40 * MIB || std::time::Instant::now() > deadline {
-            break;
-        }
+    while walk_size(&data) < min_packed && std::time::Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    (t, src, 6 * 64 * MIB, child)
+}
+
+#[test]
+fn interrupted_backup_keeps_its_packs_and_next_run_reuses_them() {
+    // Wait until some packs are written, then press Ctrl-C.
+    let (t, src, total, mut child) = big_backup_in_flight("interrupt", 100, 40 * MIB);
+    let data = t.repo.join("data");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     if status.code() == Some(0) {
@@ -289,31 +297,8 @@ fn walk_size(p: &Path) -> u64 {
 
 #[test]
 fn packs_of_a_killed_backup_are_adopted_by_the_next_run() {
-    let t = TestRepo::new("killed");
-    let src = t.dir.mkdir("big");
-    for i in 0..6 {
-        write_random(&t.dir.join(format!("big/f{i}.bin")), 64 * MIB, 200 + i);
-    }
-    let total = 6 * 64 * MIB;
-    let mut child = Command::new(&t.bin)
-        .arg("-r")
-        .arg(&t.repo)
-        .arg("--password-file")
-        .arg(&t.password_file)
-        .arg("--cache-dir")
-        .arg(&t.cache)
-        .args(["-q", "backup"])
-        .arg(&src)
-        .spawn()
-        .unwrap();
+    let (t, src, total, mut child) = big_backup_in_flight("killed", 200, 60 * MIB);
     let data = t.repo.join("data");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while walk_size(&data) < 60 * MIB && std::time::Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
     // SIGKILL: no chance to index anything.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let status = child.wait().unwrap();
