@@ -65,7 +65,7 @@ pub struct GlobalArgs {
     /// Repository location: a directory (or local:DIR), or s3://BUCKET/PREFIX
     #[arg(short = 'r', long = "repo", env = "CELLAR_REPOSITORY", global = true)]
     pub repo: Option<String>,
-    /// Read the password from this file (first line)
+    /// Read the password from this file (all of it, less one trailing newline)
     #[arg(long, env = "CELLAR_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
     /// Run this shell command and use what it prints as the password
