@@ -193,76 +193,15 @@ impl Catalog {
     }
 
     pub fn open_at(path: &Path) -> Result<Catalog> {
-        let remove_files = || {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-        };
-        let opened = Self::connect(path).and_then(|conn| {
-            let v: Option<String> = conn
-                .query_row(
-                    "SELECT value FROM meta WHERE key = 'schema_version'",
-                    [],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok((conn, v))
-        });
-        let conn = match opened {
-            Ok((conn, Some(v))) if v != SCHEMA_VERSION.to_string() => {
-                drop(conn);
-                remove_files();
-                Self::connect(path).map_err(sql_err(path))?
-            }
-            Ok((conn, _)) => conn,
-            // A damaged file: it is only a cache.
-            Err(e)
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
-                ) =>
-            {
-                remove_files();
-                Self::connect(path).map_err(sql_err(path))?
-            }
-            Err(e) => return Err(sql_err(path)(e)),
-        };
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
-            [SCHEMA_VERSION.to_string()],
-        )
-        .map_err(sql_err(path))?;
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn =
+            crate::sqlite::open_cache_db(path, SCHEMA, SCHEMA_VERSION).map_err(sql_err(path))?;
         Ok(Catalog {
             conn,
             path: path.to_path_buf(),
         })
-    }
-
-    fn connect(path: &Path) -> rusqlite::Result<Connection> {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        // Plaintext metadata: readable by the user only (SQLite gives its
-        // -wal and -shm files the database file's mode).
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            let _ = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(path);
-        }
-        let conn = Connection::open(path)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             PRAGMA cache_size = -32768;
-             PRAGMA temp_store = MEMORY;",
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(conn)
     }
 
     pub fn path(&self) -> &Path {

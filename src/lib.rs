@@ -35,6 +35,7 @@ pub mod repository;
 pub mod restorer;
 pub mod runner;
 pub mod selector;
+pub mod sqlite;
 pub mod stats;
 pub mod tree;
 pub mod wire;

@@ -74,76 +74,12 @@ impl Cache {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let remove_files = || {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-        };
-        let opened = Self::connect(path).and_then(|conn| {
-            let version: Option<i64> = conn
-                .query_row(
-                    "SELECT value FROM meta WHERE key = 'schema_version'",
-                    [],
-                    |r| r.get::<_, String>(0),
-                )
-                .optional()?
-                .and_then(|s| s.parse().ok());
-            Ok((conn, version))
-        });
-        let conn = match opened {
-            Ok((conn, Some(v))) if v != SCHEMA_VERSION => {
-                // Another version's cache: start over, it is only a cache.
-                drop(conn);
-                remove_files();
-                Self::connect(path).map_err(sql_err(path))?
-            }
-            Ok((conn, _)) => conn,
-            // A damaged file (a crash, a full disk, garbage): it is only a cache.
-            Err(e)
-                if matches!(
-                    e.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
-                ) =>
-            {
-                remove_files();
-                Self::connect(path).map_err(sql_err(path))?
-            }
-            Err(e) => return Err(sql_err(path)(e)),
-        };
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
-            [SCHEMA_VERSION.to_string()],
-        )
-        .map_err(sql_err(path))?;
+        let conn =
+            crate::sqlite::open_cache_db(path, SCHEMA, SCHEMA_VERSION).map_err(sql_err(path))?;
         Ok(Cache {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
         })
-    }
-
-    fn connect(path: &Path) -> rusqlite::Result<Connection> {
-        // Created 0600 before SQLite opens it (the -wal and -shm files copy its mode).
-        if !path.exists() {
-            use std::os::unix::fs::OpenOptionsExt;
-            let _ = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path);
-        }
-        let conn = Connection::open(path)?;
-        conn.execute_batch(
-            // WAL: readers (a browse in another terminal) never block the backup writer.
-            "PRAGMA journal_mode = WAL;
-             -- NORMAL is safe with WAL; a lost tail is re-read from the repository.
-             PRAGMA synchronous = NORMAL;
-             -- Bounded page cache (32 MiB) whatever the repository size.
-             PRAGMA cache_size = -32768;
-             PRAGMA temp_store = MEMORY;",
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(conn)
     }
 
     pub fn path(&self) -> &Path {
