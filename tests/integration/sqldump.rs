@@ -38,30 +38,21 @@ fn second_night_of_a_dump_costs_a_fraction_of_the_first() {
     let t = TestRepo::new("sqldump");
     let n1 = dump(&t.dir, 1);
     let n2 = dump(&t.dir, 2);
-    let first = t
-        .cellar()
-        .args([
-            "--json",
-            "backup",
-            "--stdin",
-            "--stdin-filename",
-            "cells.sql",
-        ])
-        .stdin_file(&n1)
-        .ok()
-        .json();
-    let second = t
-        .cellar()
-        .args([
-            "--json",
-            "backup",
-            "--stdin",
-            "--stdin-filename",
-            "cells.sql",
-        ])
-        .stdin_file(&n2)
-        .ok()
-        .json();
+    let backup_dump = |dump: &Path| {
+        t.cellar()
+            .args([
+                "--json",
+                "backup",
+                "--stdin",
+                "--stdin-filename",
+                "cells.sql",
+            ])
+            .stdin_file(dump)
+            .ok()
+            .json()
+    };
+    let first = backup_dump(&n1);
+    let second = backup_dump(&n2);
     let (a, b) = (stored_bytes(&first), stored_bytes(&second));
     let size = std::fs::metadata(&n1).unwrap().len();
     eprintln!("dump {size} bytes: night 1 stored {a}, night 2 stored {b}");
