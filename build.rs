@@ -80,8 +80,54 @@ fn main() {
         .map(|f| f.to_lowercase().replace('_', "-"))
         .collect();
     features.sort();
+    fuse_probe();
     println!(
         "cargo:rustc-env=CELLAR_BUILD_FEATURES={}",
         features.join(",")
     );
+}
+
+/// Whether this machine can mount FUSE file systems, for the tests only:
+/// `cfg(cellar_fuse_usable)` lets the mount test run, and without it the test
+/// is reported as ignored rather than passed. Usable means /dev/fuse opens for
+/// reading and writing, and either we may mount(2) ourselves (CAP_SYS_ADMIN)
+/// or a fusermount helper is on PATH.
+fn fuse_probe() {
+    println!("cargo::rustc-check-cfg=cfg(cellar_fuse_usable)");
+    println!("cargo:rerun-if-changed=/dev/fuse");
+    if std::env::var_os("CARGO_FEATURE_FUSE").is_none()
+        || std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
+    {
+        return;
+    }
+    let device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse");
+    if let Err(e) = device {
+        println!(
+            "cargo:warning=FUSE is not usable here (/dev/fuse: {e}): the mount test will be reported as ignored"
+        );
+        return;
+    }
+    const CAP_SYS_ADMIN: u32 = 21;
+    let may_mount = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0);
+    let helper = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|d| d.join("fusermount3").exists() || d.join("fusermount").exists())
+    });
+    if may_mount || helper {
+        println!("cargo:rustc-cfg=cellar_fuse_usable");
+    } else {
+        println!(
+            "cargo:warning=FUSE is not usable here (no CAP_SYS_ADMIN and no fusermount): the mount test will be reported as ignored"
+        );
+    }
 }

@@ -25,6 +25,8 @@ pub mod id;
 pub mod index;
 pub mod lock;
 pub mod marks;
+#[cfg(all(feature = "fuse", target_os = "linux"))]
+pub mod mount;
 pub mod pack;
 pub mod packer;
 pub mod profile;

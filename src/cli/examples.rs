@@ -44,6 +44,10 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         "cellar dump latest:/cells.sql | mysql cells\n  cellar dump --archive tar latest:/etc > etc.tar",
     ),
     (
+        &["mount"],
+        "mkdir -p /mnt/cellar && cellar mount /mnt/cellar\n  ls /mnt/cellar/snapshots/latest/srv/cells\n  cp /mnt/cellar/snapshots/2026-11-20T03:00:00/srv/cells/cells.sql /tmp/",
+    ),
+    (
         &["key"],
         "cellar key list\n  cellar key add\n  cellar key passwd",
     ),

@@ -16,6 +16,7 @@ mod init;
 mod key;
 mod ls;
 mod man;
+mod mount;
 mod output;
 mod password;
 mod progress;
@@ -123,6 +124,8 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Write a file (or, as tar, a directory) of a snapshot to standard output
     Dump(dump::DumpArgs),
+    /// Browse every snapshot as a read-only file system (FUSE) until Ctrl-C
+    Mount(mount::MountArgs),
     /// Manage the passwords (keys) that open the repository
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -175,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::History(a) => history::run(g, a),
         Command::Diff(a) => diff::run(g, a),
         Command::Dump(a) => dump::run(g, a),
+        Command::Mount(a) => mount::run(g, a),
         Command::Key(k) => key::run(g, k),
         Command::Forget(a) => forget::run(g, *a),
         Command::Prune(a) => prune::run(g, a),

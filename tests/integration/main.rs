@@ -17,6 +17,7 @@
 //! - `errors`     exit codes for missing repositories, locks, unreadable sources.
 //! - `backup_opts` excludes, incrementals, dry runs, Ctrl-C.
 //! - `browse`     find/history over 50 snapshots, @TIME selectors, diff, ls, dump, incremental restore.
+//! - `mount`      FUSE: every snapshot read by ordinary tools (ignored without /dev/fuse).
 //! - `sqldump`    command streams and night-to-night dedup of SQL dumps.
 //! - `backend`    one conformance suite for the local and the S3 backend.
 //! - `s3`         S3 round trip, init inside its prefix, credentials, a killed
@@ -38,6 +39,7 @@ mod errors;
 mod hostile;
 mod keys;
 mod mariadb;
+mod mount;
 mod profiles;
 mod prune;
 mod roundtrip;

@@ -409,6 +409,15 @@ pub struct Running {
 }
 
 impl Running {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Whether it has exited (without collecting its output).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("polling cellar").is_some()
+    }
+
     pub fn wait(self) -> Run {
         let out = self.child.wait_with_output().expect("waiting for cellar");
         Run {
