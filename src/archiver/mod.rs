@@ -383,15 +383,15 @@ impl Ctx<'_, '_> {
         // Many threads keep many small reads in flight (a cold disk answers
         // them in parallel); large files take one of a few slots, so their
         // 16 MiB buffers stay few.
-        let _slot = (node.size > chunker::SMALL_BUFFER as u64).then(|| self.big_files.acquire());
+        let slot = (node.size > chunker::SMALL_BUFFER as u64).then(|| self.big_files.acquire());
         let mut f = File::open(path).at(path)?;
         let class = chunker::classify(&node.name);
-        let (content, read) =
-            self.save_stream(&mut f, class, Some(node.size))
-                .map_err(|e| match e {
-                    Error::Io { source, .. } => Error::io(path, source),
-                    other => other,
-                })?;
+        let (content, read) = self
+            .save_stream(&mut f, class, Some(node.size), slot.is_some())
+            .map_err(|e| match e {
+                Error::Io { source, .. } => Error::io(path, source),
+                other => other,
+            })?;
         if read != node.size {
             self.progress.warn(&format!(
                 "{}: changed while being read ({} bytes expected, {read} read); stored as read",
@@ -412,12 +412,80 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
+    /// Hashes, claims and seals one batch on plain scoped threads rather than
+    /// on rayon. A thread holding a big-file permit must not wait the rayon way:
+    /// while waiting for its batch, rayon lets it steal queued work, which may
+    /// be another big file whose permit it then waits for on top of its own
+    /// stack, and with every permit held like that the backup hangs.
+    fn seal_batch_exclusive(&self, batch: &[&[u8]]) -> Result<Vec<BlobId>> {
+        let keys = self.packer.repo().keys();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, batch.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots: Vec<std::sync::OnceLock<BlobId>> = (0..batch.len())
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
+        let hash = || {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(chunk) = batch.get(i) else { break };
+                let _ = slots[i].set(keys.blob_id(chunk));
+            }
+        };
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(hash);
+            }
+            hash();
+        });
+        let batch_ids: Vec<BlobId> = slots
+            .into_iter()
+            .map(|s| s.into_inner().expect("every chunk hashed"))
+            .collect();
+        let claimed = self.packer.claim_many(&batch_ids)?;
+        let todo: Vec<usize> = (0..batch.len()).filter(|&i| claimed[i]).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let seal = || -> Result<()> {
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&i) = todo.get(k) else {
+                    return Ok(());
+                };
+                self.packer.add(SealedBlob::seal(
+                    keys,
+                    TYPE_DATA,
+                    batch_ids[i],
+                    batch[i],
+                    self.level,
+                ))?;
+            }
+        };
+        std::thread::scope(|s| {
+            let others: Vec<_> = (1..threads.min(todo.len().max(1)))
+                .map(|_| s.spawn(seal))
+                .collect();
+            let mut r = seal();
+            for h in others {
+                let joined = h
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Other("a sealing thread panicked".into())));
+                if r.is_ok() {
+                    r = joined;
+                }
+            }
+            r
+        })?;
+        Ok(batch_ids)
+    }
+
     /// Chunks a reader and stores its new chunks; returns the chunk ids and the byte count.
     fn save_stream(
         &self,
         r: &mut (dyn Read + Send),
         class: ChunkClass,
         size_hint: Option<u64>,
+        exclusive: bool,
     ) -> Result<(Vec<BlobId>, u64)> {
         let params = match class {
             ChunkClass::Large => self.params[0],
@@ -436,6 +504,8 @@ impl Ctx<'_, '_> {
                         .add(SealedBlob::seal(keys, TYPE_DATA, id, batch[0], self.level))?;
                 }
                 ids.push(id);
+            } else if exclusive {
+                ids.extend(self.seal_batch_exclusive(batch)?);
             } else {
                 let batch_ids: Vec<BlobId> = batch.par_iter().map(|c| keys.blob_id(c)).collect();
                 let claimed = self.packer.claim_many(&batch_ids)?;
@@ -646,7 +716,7 @@ pub fn backup(
                 let inner = std::mem::replace(&mut s.reader, Box::new(std::io::empty()));
                 s.reader = Box::new(chunker::Prefetch::new(inner, 4 << 20, 4));
                 let (content, n) = ctx
-                    .save_stream(&mut s.reader, ChunkClass::Small, None)
+                    .save_stream(&mut s.reader, ChunkClass::Small, None, false)
                     .map_err(|e| match e {
                         Error::Io { source, .. } => {
                             Error::Other(format!("reading stream {}: {source}", s.name))

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{MIB, TestRepo, random_bytes, write_random};
+use crate::util::{Dir, MIB, TestRepo, exit, random_bytes, write_random};
 
 /// Paths (as they appear in an strace log) that cellar touched.
 fn traced_paths(log: &str) -> Vec<String> {
@@ -326,4 +326,41 @@ fn packs_of_a_killed_backup_are_adopted_by_the_next_run() {
     );
     let c = t.cellar().args(["check", "--read-data"]).run();
     assert_eq!(c.code, 0, "{}", c.report());
+}
+
+/// Many large, small-chunked files at once: a thread holding one of the
+/// big-file slots used to wait for its batch the rayon way, steal another big
+/// file and wait for a slot on top of its own; with both slots held like that
+/// the backup hung for good (seen about once in eight runs of this shape).
+/// Rare by nature, so the shape runs several times under a watchdog.
+#[test]
+fn many_large_files_at_once_never_hang() {
+    let src = Dir::new("many-large");
+    for d in 0..6 {
+        src.mkdir(format!("d{d}"));
+    }
+    for i in 0..48u64 {
+        write_random(
+            &src.join(format!("d{}/f{i}.log", i % 6)),
+            5 * MIB / 2 + i * 4096,
+            0x5107 + i,
+        );
+    }
+    for round in 0..6 {
+        let t = TestRepo::new("many-large-repo");
+        let mut running = t.cellar().args(["backup", "-q"]).arg(src.path()).spawn();
+        let start = std::time::Instant::now();
+        while !running.exited() {
+            if start.elapsed() > std::time::Duration::from_secs(180) {
+                unsafe { libc::kill(running.pid(), libc::SIGKILL) };
+                panic!(
+                    "round {round}: the backup hung:\n{}",
+                    running.wait().report()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let r = running.wait();
+        assert_eq!(r.code, exit::OK, "round {round}: {}", r.report());
+    }
 }
