@@ -26,6 +26,10 @@ pub fn silent() -> Notify {
     Arc::new(|_| {})
 }
 
+/// Bytes of pack data that the threads reading packs in parallel may hold
+/// together when [`Repository::read_threads`] gives them more threads than cores.
+pub const READ_BUDGET: u64 = 256 << 20;
+
 pub struct InitOptions {
     pub kdf: KdfParams,
     pub chunker: repofile::ChunkerConfig,
@@ -576,6 +580,39 @@ impl Repository {
                 crate::pack::open_blob(&self.keys, e, &b[o..o + e.stored_len as usize])
             }
             None => self.read_blob_at(pack, e),
+        }
+    }
+
+    /// Threads worth reading packs with at once, each holding up to
+    /// `per_thread` bytes of them. Where requests are costly, one per connection
+    /// (a thread waiting for a response uses no core) as long as they hold at
+    /// most [`READ_BUDGET`] together; never fewer than one per core, as the
+    /// global pool has.
+    pub fn read_threads(&self, per_thread: u64) -> usize {
+        let p = self.backend.properties();
+        let cores = rayon::current_num_threads();
+        if p.cheap_ranged_reads {
+            return cores;
+        }
+        let fit = (READ_BUDGET / per_thread.max(1)).min(p.connections as u64) as usize;
+        cores.max(fit)
+    }
+
+    /// Runs `f`, whose parallel iterators read packs, on
+    /// [`Self::read_threads`]`(per_thread)` threads.
+    pub fn with_read_threads<R: Send>(&self, per_thread: u64, f: impl FnOnce() -> R + Send) -> R {
+        let n = self.read_threads(per_thread);
+        if n <= rayon::current_num_threads() {
+            return f();
+        }
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("cellar-read-{i}"))
+            .build()
+        {
+            Ok(pool) => pool.install(f),
+            // No threads to be had: the global pool still does the work.
+            Err(_) => f(),
         }
     }
 
