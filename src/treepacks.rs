@@ -13,7 +13,9 @@
 //! opened and verified when it is asked for, as a single read would. A run is
 //! at most [`MAX_RUN`] long, so a few runs fit and a walk that moves between
 //! tree packs does not refetch the one it just left; a blob larger than that is
-//! a run of its own (no larger than a single read of it would be).
+//! a run of its own (no larger than a single read of it would be). A run
+//! evicted while still being fetched lives on until its waiters are done, so
+//! at worst the cache holds its cap plus one run per walking thread.
 //!
 //! [`Properties::cheap_ranged_reads`]: crate::backend::Properties::cheap_ranged_reads
 
