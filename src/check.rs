@@ -702,17 +702,21 @@ fn run_batch(
     damage: &mut Damage,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let results: Vec<(PackId, bool, PackResult)> = batch
-        .par_iter()
-        .map(|(id, size, listing)| {
-            if crate::cancel::is_interrupted() {
-                return (*id, listing.is_some(), PackResult::default());
-            }
-            let r = verify_pack(repo, *id, *size, listing.as_ref());
-            progress.pack_done(*size);
-            (*id, listing.is_some(), r)
-        })
-        .collect();
+    // Each thread holds a whole pack.
+    let per_thread = repo.config().pack_size as u64;
+    let results: Vec<(PackId, bool, PackResult)> = repo.with_read_threads(per_thread, || {
+        batch
+            .par_iter()
+            .map(|(id, size, listing)| {
+                if crate::cancel::is_interrupted() {
+                    return (*id, listing.is_some(), PackResult::default());
+                }
+                let r = verify_pack(repo, *id, *size, listing.as_ref());
+                progress.pack_done(*size);
+                (*id, listing.is_some(), r)
+            })
+            .collect()
+    });
     batch.clear();
     crate::cancel::check()?;
     for (id, indexed, r) in results {

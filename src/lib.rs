@@ -40,6 +40,7 @@ pub mod selector;
 pub mod sqlite;
 pub mod stats;
 pub mod tree;
+pub mod treepacks;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -455,16 +455,21 @@ fn load_tree(repo: &Repository, c: &Connection, id: &BlobId) -> Result<Vec<crate
         .map_err(sq)?
         .ok_or_else(|| Error::corrupt("tree", id, "needed by a snapshot but not in the index"))?;
     let pack = PackId::from_bytes(&loc.0)?;
-    let stored = repo
-        .backend()
-        .read_range(
-            FileType::Pack,
-            &pack.to_hex(),
-            loc.1.offset as u64,
-            loc.1.stored_len as u64,
+    // The pack's other trees as this index lists them: where requests are
+    // costly, the repository fetches them with this one (crate::treepacks).
+    let siblings = || -> Result<Vec<BlobEntry>> {
+        c.prepare_cached(
+            "SELECT l.bid, l.type, l.compression, l.offset, l.stored_len, l.raw_len
+             FROM loc l JOIN packs p ON p.pid = l.pid
+             WHERE p.id = ?1 AND l.type = ?2",
         )
-        .map_err(|e| Error::corrupt("tree", id, format!("reading pack {pack}: {e}")))?;
-    let plain = crate::pack::open_blob(repo.keys(), &loc.1, &stored)?;
+        .and_then(|mut st| {
+            st.query_map(params![&loc.0, TYPE_TREE], |r| Ok(entry_from_row(r, 0)?.1))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(sq)
+    };
+    let plain = repo.read_tree_at(pack, &loc.1, siblings)?;
     crate::tree::decode(&plain).map_err(|e| Error::corrupt("tree", id, e.to_string()))
 }
 

@@ -10,10 +10,13 @@ use rayon::prelude::*;
 use crate::backend::{FileType, WriteBackend};
 use crate::crypto::{self, KdfParams, Keys};
 use crate::error::{Error, Result};
+use crate::id::PackId;
 use crate::id::{BlobId, IndexId, KeyId, RepoId, SnapshotId};
 use crate::index::{Cache, Segment};
+use crate::pack::{BlobEntry, TYPE_TREE};
 use crate::repofile::{self, Config, KeyFile, KeyMeta, Snapshot};
 use crate::tree::{self, Node};
+use crate::treepacks::{self, TreeRuns};
 
 /// Something the engine wants to tell the user about (rebuilding a cache, a
 /// stale lock). The CLI decides how to show it.
@@ -22,6 +25,10 @@ pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
 pub fn silent() -> Notify {
     Arc::new(|_| {})
 }
+
+/// Bytes of pack data that the threads reading packs in parallel may hold
+/// together when [`Repository::read_threads`] gives them more threads than cores.
+pub const READ_BUDGET: u64 = 256 << 20;
 
 pub struct InitOptions {
     pub kdf: KdfParams,
@@ -50,6 +57,9 @@ pub struct Repository {
     pub(crate) cache: Cache,
     key_id: KeyId,
     notify: Notify,
+    /// Tree blobs read a pack run at a time: only where requests are costly
+    /// (`cheap_ranged_reads` false), since on a disk a single read is cheaper.
+    tree_runs: Option<TreeRuns>,
 }
 
 fn backend_err(b: &dyn WriteBackend) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -254,6 +264,7 @@ impl Repository {
             .map(Path::to_path_buf)
             .unwrap_or_else(default_cache_root);
         let cache = Cache::open(&root.join(&config.id).join("index.sqlite"))?;
+        let tree_runs = (!backend.properties().cheap_ranged_reads).then(TreeRuns::default);
         let repo = Repository {
             backend,
             keys,
@@ -261,6 +272,7 @@ impl Repository {
             cache,
             key_id,
             notify,
+            tree_runs,
         };
         repo.sync_index()?;
         crate::marks::sync(&repo)?;
@@ -509,21 +521,104 @@ impl Repository {
             .cache
             .lookup(id)?
             .ok_or_else(|| Error::corrupt("blob", id, "not found in the index"))?;
+        self.read_blob_at(loc.pack, &loc.entry)
+    }
+
+    /// Reads, opens and verifies the blob `e` of `pack`.
+    pub fn read_blob_at(&self, pack: PackId, e: &BlobEntry) -> Result<Vec<u8>> {
         let stored = self
             .backend
             .read_range(
                 FileType::Pack,
-                &loc.pack.to_hex(),
-                loc.entry.offset as u64,
-                loc.entry.stored_len as u64,
+                &pack.to_hex(),
+                e.offset as u64,
+                e.stored_len as u64,
             )
-            .map_err(|e| Error::corrupt("blob", id, format!("reading pack {}: {e}", loc.pack)))?;
-        crate::pack::open_blob(&self.keys, &loc.entry, &stored)
+            .map_err(|err| Error::corrupt("blob", e.id, format!("reading pack {pack}: {err}")))?;
+        crate::pack::open_blob(&self.keys, e, &stored)
     }
 
     pub fn load_tree(&self, id: &BlobId) -> Result<Vec<Node>> {
-        let bytes = self.read_blob(id)?;
+        let loc = self
+            .cache
+            .lookup(id)?
+            .ok_or_else(|| Error::corrupt("blob", id, "not found in the index"))?;
+        let bytes =
+            self.read_tree_at(loc.pack, &loc.entry, || self.cache.tree_blobs_in(&loc.pack))?;
         tree::decode(&bytes).map_err(|e| Error::corrupt("tree", id, e.to_string()))
+    }
+
+    /// Reads the tree blob `e` of `pack`. Where requests are costly, the run of
+    /// tree blobs around it is fetched and kept (see [`crate::treepacks`]);
+    /// `siblings` lists the pack's tree blobs, asked for once per pack.
+    pub fn read_tree_at(
+        &self,
+        pack: PackId,
+        e: &BlobEntry,
+        siblings: impl FnOnce() -> Result<Vec<BlobEntry>>,
+    ) -> Result<Vec<u8>> {
+        let Some(runs) = self.tree_runs.as_ref().filter(|_| e.blob_type == TYPE_TREE) else {
+            return self.read_blob_at(pack, e);
+        };
+        let layout = runs.layout(pack, || {
+            Ok::<_, Error>(treepacks::plan_runs(
+                &siblings()?,
+                treepacks::MAX_GAP,
+                treepacks::MAX_RUN,
+            ))
+        })?;
+        let Some(run) = treepacks::find_run(&layout, e) else {
+            return self.read_blob_at(pack, e);
+        };
+        let bytes = runs.get(pack, run, || {
+            self.backend
+                .read_range(FileType::Pack, &pack.to_hex(), run.start, run.len())
+        });
+        match bytes {
+            Some(b) => {
+                let o = (e.offset as u64 - run.start) as usize;
+                crate::pack::open_blob(&self.keys, e, &b[o..o + e.stored_len as usize])
+            }
+            None => self.read_blob_at(pack, e),
+        }
+    }
+
+    /// Threads worth reading packs with at once, each holding up to
+    /// `per_thread` bytes of them. Where requests are costly, one per connection
+    /// (a thread waiting for a response uses no core) as long as they hold at
+    /// most [`READ_BUDGET`] together; never fewer than one per core, as the
+    /// global pool has.
+    pub fn read_threads(&self, per_thread: u64) -> usize {
+        let p = self.backend.properties();
+        let cores = rayon::current_num_threads();
+        if p.cheap_ranged_reads {
+            return cores;
+        }
+        let fit = (READ_BUDGET / per_thread.max(1)).min(p.connections as u64) as usize;
+        cores.max(fit)
+    }
+
+    /// Runs `f`, whose parallel iterators read packs, on
+    /// [`Self::read_threads`]`(per_thread)` threads.
+    pub fn with_read_threads<R: Send>(&self, per_thread: u64, f: impl FnOnce() -> R + Send) -> R {
+        let n = self.read_threads(per_thread);
+        if n <= rayon::current_num_threads() {
+            return f();
+        }
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("cellar-read-{i}"))
+            .build()
+        {
+            Ok(pool) => pool.install(f),
+            // No threads to be had: the global pool still does the work.
+            Err(_) => f(),
+        }
+    }
+
+    /// Runs of tree packs fetched so far (None where trees are read one by one).
+    pub fn tree_run_fetches(&self) -> Option<u64> {
+        self.tree_runs.as_ref().map(TreeRuns::fetches)
     }
 
     /// Writes a sealed index segment and records it in the cache.

@@ -19,7 +19,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsmeta;
 use crate::id::BlobId;
 use crate::pack::BlobEntry;
-use crate::repository::Repository;
+use crate::repository::{READ_BUDGET, Repository};
 use crate::tree::{Kind, Node};
 
 pub trait Progress: Send + Sync {
@@ -697,7 +697,11 @@ struct FileWriter<'a> {
 const MAX_OPEN: u64 = 256;
 /// Blobs of a pack closer than this are fetched in one read.
 const MERGE_GAP: u64 = 1 << 20;
+/// Largest single read. With more reading threads than cores (object stores,
+/// `Repository::read_threads`), reads shrink towards `MIN_READ` so that the
+/// threads together stay within `READ_BUDGET`.
 const MAX_READ: u64 = 64 << 20;
+const MIN_READ: u64 = 8 << 20;
 
 impl<'a> FileWriter<'a> {
     fn new(
@@ -790,15 +794,19 @@ impl<'a> FileWriter<'a> {
                 }
             }
         });
-        self.packs.par_iter().for_each(|(pack, blobs)| {
-            if crate::cancel::is_interrupted() {
-                return;
-            }
-            self.restore_pack(*pack, blobs);
+        self.repo.with_read_threads(MIN_READ, || {
+            self.packs.par_iter().for_each(|(pack, blobs)| {
+                if crate::cancel::is_interrupted() {
+                    return;
+                }
+                self.restore_pack(*pack, blobs);
+            })
         });
     }
 
     fn restore_pack(&self, pack: crate::id::PackId, blobs: &[(BlobEntry, Vec<Target>)]) {
+        let threads = self.repo.read_threads(MIN_READ).max(1) as u64;
+        let max_read = (READ_BUDGET / threads).clamp(MIN_READ, MAX_READ);
         let mut i = 0;
         while i < blobs.len() {
             // One read for a run of blobs with small gaps between them.
@@ -808,7 +816,7 @@ impl<'a> FileWriter<'a> {
             while j < blobs.len() {
                 let e = &blobs[j].0;
                 let (o, l) = (e.offset as u64, e.stored_len as u64);
-                if o > end + MERGE_GAP || o + l - start > MAX_READ {
+                if o > end + MERGE_GAP || o + l - start > max_read {
                     break;
                 }
                 end = end.max(o + l);

@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS blobs (
 ) WITHOUT ROWID;
 -- Packs a prune marked for deletion (marks/ in the repository): backups must not
 -- deduplicate against blobs stored only there.
+-- The tree blobs of a pack, for readers that fetch a pack's trees in one request
+-- (`Repository::load_tree` on object stores). Partial: trees are a small share
+-- of the blobs, so the index stays small; an older cache gains it on open.
+CREATE INDEX IF NOT EXISTS blobs_trees ON blobs (pid, offset) WHERE type = 1;
 CREATE TABLE IF NOT EXISTS marked (id BLOB PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (
     id BLOB PRIMARY KEY,
@@ -188,6 +192,40 @@ impl Cache {
             })
         })
         .transpose()
+    }
+
+    /// The tree blobs the cache locates in `pack`, by offset.
+    pub fn tree_blobs_in(&self, pack: &PackId) -> Result<Vec<BlobEntry>> {
+        let rows = self.with(|c| {
+            // `b.type = 1` literally, so that SQLite picks the partial index.
+            let mut st = c.prepare_cached(
+                "SELECT b.id, b.compression, b.offset, b.stored_len, b.raw_len
+                 FROM blobs b JOIN packs p ON p.pid = b.pid
+                 WHERE p.id = ?1 AND b.type = 1 ORDER BY b.offset",
+            )?;
+            st.query_map([&pack.0[..]], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|(id, compression, offset, stored_len, raw_len)| {
+                Ok(BlobEntry {
+                    id: BlobId::from_bytes(&id)?,
+                    blob_type: crate::pack::TYPE_TREE,
+                    compression,
+                    offset,
+                    stored_len,
+                    raw_len,
+                })
+            })
+            .collect()
     }
 
     /// Whether a backup may skip storing this blob: it is indexed, and not only

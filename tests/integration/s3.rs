@@ -334,3 +334,89 @@ fn retries_ride_out_slowdown_and_delays() {
     let c = r.cellar().args(["check", "--read-data"]).ok();
     assert!(c.stdout.contains("no errors"), "{}", c.report());
 }
+
+// ---------------------------------------------------------------------------
+// Requests for pack data
+
+/// Relays every connection to `upstream`, request by request, and counts the
+/// GETs of pack objects (`…/data/XX/ID`). Returns the port and the count.
+fn counting_proxy(upstream: u16) -> (u16, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let gets = Arc::new(AtomicU64::new(0));
+    let g = gets.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(client) = conn else { return };
+            let g = g.clone();
+            std::thread::spawn(move || {
+                let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                let mut up_w = up.try_clone().unwrap();
+                let mut client_w = client.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let mut up = up;
+                    let _ = std::io::copy(&mut up, &mut client_w);
+                    let _ = client_w.shutdown(std::net::Shutdown::Both);
+                });
+                let mut reader = BufReader::new(client);
+                while let Some(req) = read_request(&mut reader) {
+                    let line = String::from_utf8_lossy(&req[..req.len().min(300)]).into_owned();
+                    if line.starts_with("GET ") && line.contains("/backups/srv1/data/") {
+                        g.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if up_w.write_all(&req).is_err() {
+                        break;
+                    }
+                }
+                let _ = up_w.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, gets)
+}
+
+/// Walking a snapshot's trees on S3 reads tree packs, not tree blobs one by
+/// one: restore, check and find each send about one GET per pack, however many
+/// directories the snapshot has.
+#[test]
+fn tree_walks_read_tree_packs_whole() {
+    let Some(mut r) = S3Repo::new("treepacks") else {
+        return;
+    };
+    let src = r.dir.mkdir("src");
+    let dirs = 120;
+    for i in 0..dirs {
+        r.dir.write(
+            format!("src/d{}/e{i}/f.txt", i % 7),
+            format!("file {i}\n").repeat(50).as_bytes(),
+        );
+    }
+    r.backup(&[&src]);
+    let packs = pack_keys(&r.server).len() as u64;
+    assert!(packs < 10, "{packs} packs");
+
+    let (port, gets) = counting_proxy(r.server.port);
+    r.endpoint = format!("http://127.0.0.1:{port}");
+    let target = r.dir.join("restored");
+    r.cellar()
+        .args(["restore", &format!("latest:{}", src.display()), "--target"])
+        .arg(&target)
+        .ok();
+    assert_same_tree(&src, &target);
+    let n = gets.swap(0, Ordering::SeqCst);
+    // Every pack at most once (trees of more than 120 directories, one data pack).
+    assert!(n >= 1 && n <= packs, "restore: {n} GETs of {packs} packs");
+
+    let c = r.cellar().arg("check").ok();
+    assert!(c.stdout.contains("no errors"), "{}", c.report());
+    let n = gets.swap(0, Ordering::SeqCst);
+    assert!(n >= 1 && n <= packs, "check: {n} GETs of {packs} packs");
+
+    let f = r.cellar().args(["find", "f.txt"]).ok();
+    let found = f.stdout.lines().filter(|l| l.ends_with("/f.txt")).count();
+    assert_eq!(found, dirs, "{}", f.report());
+    let n = gets.swap(0, Ordering::SeqCst);
+    assert!(n >= 1 && n <= packs, "find: {n} GETs of {packs} packs");
+}
