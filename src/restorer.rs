@@ -104,33 +104,64 @@ pub fn resolve(repo: &Repository, root: BlobId, subpath: &str) -> Result<Node> {
     Ok(node)
 }
 
+/// Every tree below `top`, loaded a directory level at a time (see
+/// [`Repository::load_trees`]); a tree that cannot be loaded maps to its error.
+fn load_all_trees(repo: &Repository, top: &Node) -> Result<HashMap<BlobId, Result<Vec<Node>>>> {
+    let mut trees: HashMap<BlobId, Result<Vec<Node>>> = HashMap::new();
+    let mut level: Vec<BlobId> = top.subtree.into_iter().collect();
+    while !level.is_empty() {
+        level.sort_unstable();
+        level.dedup();
+        // Identical directories share a tree: each is loaded once.
+        level.retain(|id| !trees.contains_key(id));
+        let loaded = repo.load_trees(&level)?;
+        let mut next = Vec::new();
+        for (id, r) in level.into_iter().zip(loaded) {
+            if let Ok(nodes) = &r {
+                next.extend(
+                    nodes
+                        .iter()
+                        .filter(|n| n.kind == Kind::Dir)
+                        .filter_map(|n| n.subtree),
+                );
+            }
+            trees.insert(id, r);
+        }
+        level = next;
+    }
+    Ok(trees)
+}
+
 /// Lists everything below a directory node, parents before children.
 fn collect(
-    repo: &Repository,
+    trees: &HashMap<BlobId, Result<Vec<Node>>>,
     dir: &Node,
     rel: &Path,
     out: &mut Vec<Item>,
     errors: &mut Vec<String>,
 ) {
     let Some(tree) = dir.subtree else { return };
-    let children = match repo.load_tree(&tree) {
-        Ok(c) => c,
-        Err(e) => {
+    let children = match trees.get(&tree) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
             errors.push(format!("{}: {e}", display_rel(rel)));
+            return;
+        }
+        None => {
+            errors.push(format!("{}: tree {tree} was not loaded", display_rel(rel)));
             return;
         }
     };
     for child in children {
         let crel = rel.join(child.name_os());
-        let is_dir = child.kind == Kind::Dir;
         out.push(Item {
-            rel: crel.clone(),
-            node: child,
+            rel: crel,
+            node: child.clone(),
         });
-        if is_dir {
+        if child.kind == Kind::Dir {
             let idx = out.len() - 1;
-            let node = out[idx].node.clone();
-            collect(repo, &node, &crel, out, errors);
+            let crel = out[idx].rel.clone();
+            collect(trees, child, &crel, out, errors);
         }
     }
 }
@@ -205,7 +236,8 @@ pub fn restore(
             .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
     };
     if top.kind == Kind::Dir {
-        collect(repo, &top, &root_rel, &mut items, &mut result.errors);
+        let trees = load_all_trees(repo, &top)?;
+        collect(&trees, &top, &root_rel, &mut items, &mut result.errors);
     } else {
         items.push(Item {
             rel: PathBuf::from(top.name_os()),
