@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
@@ -82,6 +82,8 @@ pub struct RestoreResult {
 struct Item {
     rel: PathBuf,
     node: Node,
+    /// The directory item this one is in (None: directly in the target).
+    parent: Option<usize>,
 }
 
 /// Finds the node at `subpath` below the root tree (the root itself for "/").
@@ -137,6 +139,7 @@ fn collect(
     trees: &HashMap<BlobId, Result<Vec<Node>>>,
     dir: &Node,
     rel: &Path,
+    parent: Option<usize>,
     out: &mut Vec<Item>,
     errors: &mut Vec<String>,
 ) {
@@ -157,11 +160,12 @@ fn collect(
         out.push(Item {
             rel: crel,
             node: child.clone(),
+            parent,
         });
         if child.kind == Kind::Dir {
             let idx = out.len() - 1;
             let crel = out[idx].rel.clone();
-            collect(trees, child, &crel, out, errors);
+            collect(trees, child, &crel, Some(idx), out, errors);
         }
     }
 }
@@ -237,11 +241,19 @@ pub fn restore(
     };
     if top.kind == Kind::Dir {
         let trees = load_all_trees(repo, &top)?;
-        collect(&trees, &top, &root_rel, &mut items, &mut result.errors);
+        collect(
+            &trees,
+            &top,
+            &root_rel,
+            None,
+            &mut items,
+            &mut result.errors,
+        );
     } else {
         items.push(Item {
             rel: PathBuf::from(top.name_os()),
             node: top.clone(),
+            parent: None,
         });
     }
     let selected = scope.select(&items, &base);
@@ -260,6 +272,33 @@ pub fn restore(
         );
     }
 
+    // What the target holds at each path. Below a directory that step 1
+    // creates or replaces there is nothing yet, whatever a stat through the
+    // old entry (a symlink to elsewhere, say) showed.
+    let as_root = fsmeta::is_root();
+    let mut existing = if fresh {
+        vec![None; items.len()]
+    } else {
+        probe(target, &items, &selected)
+    };
+    let mut new_dir = vec![false; items.len()];
+    for i in 0..items.len() {
+        if items[i].parent.is_some_and(|p| new_dir[p]) {
+            existing[i] = None;
+        }
+        new_dir[i] = selected[i]
+            && items[i].node.kind == Kind::Dir
+            && !existing[i].is_some_and(|e| e.ft.is_dir());
+    }
+    // Directories whose entries (so their mtime) or mode this restore changes:
+    // step 4 applies their metadata even when the probe found it right.
+    let mut touched = vec![false; items.len()];
+    let touch_parent = |touched: &mut [bool], i: usize| {
+        if let Some(p) = items[i].parent {
+            touched[p] = true;
+        }
+    };
+
     // 1. Directories, parents first.
     for (i, it) in items.iter().enumerate() {
         if it.node.kind != Kind::Dir || !selected[i] {
@@ -270,10 +309,22 @@ pub fn restore(
             continue;
         }
         let p = target.join(&it.rel);
-        let cleared = if fresh { Ok(()) } else { clear_for_dir(&p) };
+        if !new_dir[i] {
+            // Already a directory. Its mode is applied again in step 4.
+            if !as_root && existing[i].is_some_and(|e| e.mode & 0o300 != 0o300) {
+                touched[i] |= make_writable(&p).is_some();
+            }
+            continue;
+        }
+        touch_parent(&mut touched, i);
+        let in_new_dir = it.parent.is_some_and(|p| new_dir[p]);
+        let cleared = if fresh || in_new_dir {
+            Ok(())
+        } else {
+            clear_for_dir(&p)
+        };
         let r = cleared.and_then(|_| match fs::create_dir(&p) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                // Its mode is applied again in step 4.
                 make_writable(&p);
                 Ok(())
             }
@@ -287,7 +338,6 @@ pub fn restore(
     // 2. File contents, pack by pack; hard links (same dev/inode, nlink > 1) are
     //    linked to the first path afterwards. Files the target already has are
     //    left out here, so no pack is read for them.
-    let as_root = fsmeta::is_root();
     let mut link_first: HashMap<(u64, u64), usize> = HashMap::new();
     let mut links: Vec<(usize, usize)> = Vec::new();
     let mut files: Vec<usize> = Vec::new();
@@ -307,23 +357,21 @@ pub fn restore(
                 }
             }
         }
-        if !fresh {
-            let p = target.join(&it.rel);
-            if let Some(m) = keep_existing(&p, &it.node, opts.overwrite) {
-                if opts.overwrite == Overwrite::IfChanged
-                    && !dry
-                    && !meta_matches(&m, &it.node, as_root)
-                {
-                    if let Err(e) = apply_metadata(&p, &it.node, as_root) {
-                        result
-                            .errors
-                            .push(format!("{}: metadata: {e}", p.display()));
-                    }
+        if let Some(m) = keep_existing(existing[i], &it.node, opts.overwrite) {
+            if opts.overwrite == Overwrite::IfChanged
+                && !dry
+                && !meta_matches(&m, &it.node, as_root)
+            {
+                let p = target.join(&it.rel);
+                if let Err(e) = apply_metadata(&p, &it.node, as_root) {
+                    result
+                        .errors
+                        .push(format!("{}: metadata: {e}", p.display()));
                 }
-                result.skipped += 1;
-                kept.push(i);
-                continue;
             }
+            result.skipped += 1;
+            kept.push(i);
+            continue;
         }
         files.push(i);
     }
@@ -331,6 +379,9 @@ pub fn restore(
         result.files = (files.len() + links.len()) as u64;
         result.bytes = files.iter().map(|&i| items[i].node.size).sum();
         return Ok(result);
+    }
+    for &i in &files {
+        touch_parent(&mut touched, i);
     }
     let writer = FileWriter::new(repo, target, &items, &files, fresh, progress)?;
     writer.run();
@@ -348,6 +399,7 @@ pub fn restore(
             result.skipped += 1;
             continue;
         }
+        touch_parent(&mut touched, other);
         if let Err(e) = clear_for_file(&b).and_then(|_| fs::hard_link(&a, &b)) {
             result.errors.push(format!("{}: {e}", b.display()));
         } else {
@@ -356,27 +408,28 @@ pub fn restore(
     }
 
     // 3. Symlinks and special files.
+    let mut left = vec![false; items.len()];
     for (i, it) in items.iter().enumerate() {
-        if !selected[i] {
+        if !selected[i] || matches!(it.node.kind, Kind::File | Kind::Dir) {
             continue;
         }
         let p = target.join(&it.rel);
-        if !fresh && !matches!(it.node.kind, Kind::File | Kind::Dir) {
-            let keep = match (opts.overwrite, fs::symlink_metadata(&p)) {
-                (Overwrite::Never, Ok(_)) => true,
-                (Overwrite::IfChanged, Ok(m)) if it.node.kind == Kind::Symlink => {
-                    m.file_type().is_symlink()
-                        && fs::read_link(&p).is_ok_and(|t| {
-                            std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str())
-                                == it.node.link_target.as_slice()
-                        })
-                }
-                _ => false,
-            };
-            if keep {
-                continue;
+        let keep = match (opts.overwrite, existing[i]) {
+            (Overwrite::Never, Some(_)) => true,
+            (Overwrite::IfChanged, Some(e)) if it.node.kind == Kind::Symlink => {
+                e.ft.is_symlink()
+                    && fs::read_link(&p).is_ok_and(|t| {
+                        std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str())
+                            == it.node.link_target.as_slice()
+                    })
             }
+            _ => false,
+        };
+        if keep {
+            left[i] = true;
+            continue;
         }
+        touch_parent(&mut touched, i);
         let r = match it.node.kind {
             Kind::Symlink => clear_for_file(&p).and_then(|_| {
                 std::os::unix::fs::symlink(
@@ -384,9 +437,8 @@ pub fn restore(
                     &p,
                 )
             }),
-            Kind::Fifo | Kind::CharDev | Kind::BlockDev | Kind::Socket => clear_for_file(&p)
+            _ => clear_for_file(&p)
                 .and_then(|_| fsmeta::mknod(&p, it.node.kind, it.node.mode, it.node.rdev)),
-            _ => continue,
         };
         if let Err(e) = r {
             progress.warn(&format!("{}: {e}", p.display()));
@@ -401,6 +453,17 @@ pub fn restore(
             continue;
         }
         if opts.overwrite == Overwrite::Never && it.node.kind != Kind::Dir && !fresh {
+            continue;
+        }
+        // Left in place and already as the snapshot has it: a chmod and a
+        // utimes would only dirty the inode (and cost a journal write each).
+        let in_place = if it.node.kind == Kind::Dir {
+            !new_dir[i]
+        } else {
+            left[i]
+        };
+        let same = existing[i].is_some_and(|e| meta_same(&e, &it.node, as_root));
+        if in_place && !touched[i] && same {
             continue;
         }
         let p = target.join(&it.rel);
@@ -583,27 +646,101 @@ fn delete_extras(
     n
 }
 
-/// The existing entry at `p` when the overwrite policy keeps it.
-fn keep_existing(p: &Path, node: &Node, mode: Overwrite) -> Option<fs::Metadata> {
-    use std::os::unix::fs::MetadataExt;
-    let m = fs::symlink_metadata(p).ok()?;
-    match mode {
-        Overwrite::Always => None,
-        Overwrite::Never => Some(m),
-        Overwrite::IfChanged => (m.is_file()
-            && m.len() == node.size
-            && m.mtime() == node.mtime.0
-            && m.mtime_nsec() == node.mtime.1 as i64)
-            .then_some(m),
+/// What a stat of an item's path showed before restore wrote anything.
+#[derive(Clone, Copy)]
+struct Existing {
+    ft: fs::FileType,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: (i64, i64),
+}
+
+impl From<&fs::Metadata> for Existing {
+    fn from(m: &fs::Metadata) -> Existing {
+        use std::os::unix::fs::MetadataExt;
+        Existing {
+            ft: m.file_type(),
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+        }
     }
 }
 
-fn meta_matches(m: &fs::Metadata, node: &Node, as_root: bool) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    m.mode() & 0o7777 == node.mode
+/// Stats every selected item's path in the target. Cold, each stat waits for
+/// the disk (a directory block, an inode block) and costs no CPU: many
+/// threads keep many reads in flight, whatever the number of cores.
+fn probe(target: &Path, items: &[Item], selected: &[bool]) -> Vec<Option<Existing>> {
+    let n = items.len();
+    let next = AtomicUsize::new(0);
+    let threads = PROBE_THREADS.min(n.div_ceil(PROBE_CHUNK)).max(1);
+    let parts: Vec<Vec<(usize, Existing)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        // Chunks of neighbours: one directory's entries share
+                        // directory and inode blocks.
+                        let start = next.fetch_add(PROBE_CHUNK, Ordering::Relaxed);
+                        if start >= n {
+                            return out;
+                        }
+                        for i in start..(start + PROBE_CHUNK).min(n) {
+                            if !selected[i] {
+                                continue;
+                            }
+                            if let Ok(m) = fs::symlink_metadata(target.join(&items[i].rel)) {
+                                out.push((i, Existing::from(&m)));
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut existing = vec![None; n];
+    for (i, e) in parts.into_iter().flatten() {
+        existing[i] = Some(e);
+    }
+    existing
+}
+
+/// What was found at an item's path, when the overwrite policy keeps it.
+fn keep_existing(e: Option<Existing>, node: &Node, mode: Overwrite) -> Option<Existing> {
+    let e = e?;
+    match mode {
+        Overwrite::Always => None,
+        Overwrite::Never => Some(e),
+        Overwrite::IfChanged => (e.ft.is_file()
+            && e.size == node.size
+            && e.mtime == (node.mtime.0, node.mtime.1 as i64))
+            .then_some(e),
+    }
+}
+
+/// Mode and (as root, the only one who can change it) owner.
+fn meta_matches(e: &Existing, node: &Node, as_root: bool) -> bool {
+    (node.kind == Kind::Symlink || e.mode == node.mode)
         && (!as_root
-            || (m.uid() == fsmeta::uid_for(&node.user).unwrap_or(node.uid)
-                && m.gid() == fsmeta::gid_for(&node.group).unwrap_or(node.gid)))
+            || (e.uid == fsmeta::uid_for(&node.user).unwrap_or(node.uid)
+                && e.gid == fsmeta::gid_for(&node.group).unwrap_or(node.gid)))
+}
+
+/// Everything `apply_metadata` would set is already so. Extended attributes
+/// are not read back: a node that has any gets them applied again.
+fn meta_same(e: &Existing, node: &Node, as_root: bool) -> bool {
+    node.xattrs.is_empty()
+        && e.mtime == (node.mtime.0, node.mtime.1 as i64)
+        && meta_matches(e, node, as_root)
 }
 
 /// Whether `b` may stay as it is: already a hard link of `a` (or anything, with `Never`).
@@ -723,6 +860,10 @@ struct FileWriter<'a> {
     bytes: AtomicU64,
     progress: &'a dyn Progress,
 }
+
+/// Threads stat-ing the target (see `probe`), and items each takes at a time.
+const PROBE_THREADS: usize = 32;
+const PROBE_CHUNK: usize = 64;
 
 /// Handles kept open between blobs of one file; past this, a file is closed
 /// after each write and reopened for the next.
