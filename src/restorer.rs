@@ -597,34 +597,48 @@ fn delete_extras(
     errors: &mut Vec<String>,
 ) -> u64 {
     let known: HashSet<&Path> = items.iter().map(|i| i.rel.as_path()).collect();
-    let dirs = std::iter::once(Path::new("")).chain(
-        items
-            .iter()
-            .zip(selected)
-            .filter(|(it, s)| **s && it.node.kind == Kind::Dir)
-            .map(|(it, _)| it.rel.as_path()),
-    );
+    let dirs: Vec<&Path> = std::iter::once(Path::new(""))
+        .chain(
+            items
+                .iter()
+                .zip(selected)
+                .filter(|(it, s)| **s && it.node.kind == Kind::Dir)
+                .map(|(it, _)| it.rel.as_path()),
+        )
+        .collect();
+    // Listed in parallel (cold, each listing waits for the disk); what to
+    // delete is then decided in order, parents first.
+    let listings = io_parallel(dirs.len(), |k| {
+        let p = target.join(dirs[k]);
+        if !dirs[k].as_os_str().is_empty() && !fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            return Listing::NotADir;
+        }
+        match fs::read_dir(&p) {
+            Ok(rd) => Listing::Entries(
+                rd.flatten()
+                    .map(|e| (e.file_name(), e.file_type().is_ok_and(|t| t.is_dir())))
+                    .collect(),
+            ),
+            Err(_) => Listing::Unreadable,
+        }
+    });
     let mut n = 0;
     // A directory of the target that is a symlink (or lies below one) would
     // lead outside it: nothing is deleted there (step 1 replaces it).
     let mut outside: HashSet<&Path> = HashSet::new();
-    for d in dirs {
-        if !d.as_os_str().is_empty() {
-            let real_dir = fs::symlink_metadata(target.join(d)).is_ok_and(|m| m.is_dir());
-            if !real_dir || d.parent().is_some_and(|p| outside.contains(p)) {
-                outside.insert(d);
-                continue;
-            }
+    for (d, listing) in dirs.into_iter().zip(listings) {
+        if matches!(listing, Listing::NotADir) || d.parent().is_some_and(|p| outside.contains(p)) {
+            outside.insert(d);
+            continue;
         }
-        let Ok(rd) = fs::read_dir(target.join(d)) else {
+        let Listing::Entries(entries) = listing else {
             continue;
         };
-        for e in rd.flatten() {
-            let rel = d.join(e.file_name());
+        for (name, is_dir) in entries {
+            let rel = d.join(name);
             if known.contains(rel.as_path()) {
                 continue;
             }
-            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
             if !scope.allows(&base.join(&rel), is_dir) {
                 continue;
             }
@@ -632,7 +646,7 @@ fn delete_extras(
             if dry {
                 continue;
             }
-            let p = e.path();
+            let p = target.join(&rel);
             let r = if is_dir {
                 fs::remove_dir_all(&p)
             } else {
@@ -644,6 +658,15 @@ fn delete_extras(
         }
     }
     n
+}
+
+/// What `delete_extras` found at a directory of the snapshot in the target.
+enum Listing {
+    /// Not a directory (a symlink, say): nothing below it is deleted.
+    NotADir,
+    Unreadable,
+    /// Names, and whether each is a directory.
+    Entries(Vec<(std::ffi::OsString, bool)>),
 }
 
 /// What a stat of an item's path showed before restore wrote anything.
@@ -671,32 +694,38 @@ impl From<&fs::Metadata> for Existing {
     }
 }
 
-/// Stats every selected item's path in the target. Cold, each stat waits for
-/// the disk (a directory block, an inode block) and costs no CPU: many
-/// threads keep many reads in flight, whatever the number of cores.
+/// Stats every selected item's path in the target.
 fn probe(target: &Path, items: &[Item], selected: &[bool]) -> Vec<Option<Existing>> {
-    let n = items.len();
+    io_parallel(items.len(), |i| {
+        if !selected[i] {
+            return None;
+        }
+        fs::symlink_metadata(target.join(&items[i].rel))
+            .ok()
+            .map(|m| Existing::from(&m))
+    })
+}
+
+/// `f` of 0..n, run by many threads, in order. Meant for file-system calls
+/// on a cold cache: each waits for the disk (a directory block, an inode
+/// block) and costs no CPU, so many in flight help whatever the number of
+/// cores. Threads take chunks of neighbours: one directory's entries share
+/// directory and inode blocks.
+fn io_parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     let next = AtomicUsize::new(0);
-    let threads = PROBE_THREADS.min(n.div_ceil(PROBE_CHUNK)).max(1);
-    let parts: Vec<Vec<(usize, Existing)>> = std::thread::scope(|s| {
+    let threads = IO_THREADS.min(n.div_ceil(IO_CHUNK)).max(1);
+    let parts: Vec<Vec<(usize, T)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
                     let mut out = Vec::new();
                     loop {
-                        // Chunks of neighbours: one directory's entries share
-                        // directory and inode blocks.
-                        let start = next.fetch_add(PROBE_CHUNK, Ordering::Relaxed);
+                        let start = next.fetch_add(IO_CHUNK, Ordering::Relaxed);
                         if start >= n {
                             return out;
                         }
-                        for i in start..(start + PROBE_CHUNK).min(n) {
-                            if !selected[i] {
-                                continue;
-                            }
-                            if let Ok(m) = fs::symlink_metadata(target.join(&items[i].rel)) {
-                                out.push((i, Existing::from(&m)));
-                            }
+                        for i in start..(start + IO_CHUNK).min(n) {
+                            out.push((i, f(i)));
                         }
                     }
                 })
@@ -707,11 +736,13 @@ fn probe(target: &Path, items: &[Item], selected: &[bool]) -> Vec<Option<Existin
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     });
-    let mut existing = vec![None; n];
-    for (i, e) in parts.into_iter().flatten() {
-        existing[i] = Some(e);
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    for (i, v) in parts.into_iter().flatten() {
+        out[i] = Some(v);
     }
-    existing
+    out.into_iter()
+        .map(|v| v.expect("every index is taken by one thread"))
+        .collect()
 }
 
 /// What was found at an item's path, when the overwrite policy keeps it.
@@ -861,9 +892,9 @@ struct FileWriter<'a> {
     progress: &'a dyn Progress,
 }
 
-/// Threads stat-ing the target (see `probe`), and items each takes at a time.
-const PROBE_THREADS: usize = 32;
-const PROBE_CHUNK: usize = 64;
+/// Threads of `io_parallel`, and indices each takes at a time.
+const IO_THREADS: usize = 32;
+const IO_CHUNK: usize = 64;
 
 /// Handles kept open between blobs of one file; past this, a file is closed
 /// after each write and reopened for the next.
