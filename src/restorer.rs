@@ -899,6 +899,8 @@ const IO_CHUNK: usize = 64;
 /// Handles kept open between blobs of one file; past this, a file is closed
 /// after each write and reopened for the next.
 const MAX_OPEN: u64 = 256;
+/// Blob locations looked up at once when planning the file writes.
+const LOOKUP_BATCH: usize = 8192;
 /// Blobs of a pack closer than this are fetched in one read.
 const MERGE_GAP: u64 = 1 << 20;
 const MAX_READ: u64 = 64 << 20;
@@ -915,45 +917,62 @@ impl<'a> FileWriter<'a> {
         let mut by_pack: HashMap<crate::id::PackId, HashMap<BlobId, (BlobEntry, Vec<Target>)>> =
             HashMap::new();
         let mut states = Vec::with_capacity(files.len());
-        for (fi, &item) in files.iter().enumerate() {
-            let node = &items[item].node;
-            let mut offset = 0u64;
-            let mut error = None;
-            for id in &node.content {
-                match repo.cache().lookup(id)? {
-                    Some(loc) => {
-                        by_pack
-                            .entry(loc.pack)
-                            .or_default()
-                            .entry(*id)
-                            .or_insert_with(|| (loc.entry, Vec::new()))
-                            .1
-                            .push(Target { file: fi, offset });
-                        offset += loc.entry.raw_len as u64;
+        // Blob locations are looked up a batch of files at a time (one index
+        // lock and read transaction per batch, not per blob).
+        let mut fi = 0;
+        while fi < files.len() {
+            let mut end = fi;
+            let mut ids: Vec<BlobId> = Vec::new();
+            while end < files.len() && (end == fi || ids.len() < LOOKUP_BATCH) {
+                ids.extend_from_slice(&items[files[end]].node.content);
+                end += 1;
+            }
+            let mut locs = repo.cache().lookup_many(&ids)?.into_iter();
+            for f in fi..end {
+                let node = &items[files[f]].node;
+                let mut offset = 0u64;
+                let mut error = None;
+                for (id, loc) in node
+                    .content
+                    .iter()
+                    .zip(locs.by_ref().take(node.content.len()))
+                {
+                    if error.is_some() {
+                        continue;
                     }
-                    None => {
-                        error = Some(format!("blob {id}: not found in the index"));
-                        break;
+                    match loc {
+                        Some(loc) => {
+                            by_pack
+                                .entry(loc.pack)
+                                .or_default()
+                                .entry(*id)
+                                .or_insert_with(|| (loc.entry, Vec::new()))
+                                .1
+                                .push(Target { file: f, offset });
+                            offset += loc.entry.raw_len as u64;
+                        }
+                        None => error = Some(format!("blob {id}: not found in the index")),
                     }
                 }
+                if error.is_none() && offset != node.size {
+                    error = Some(format!(
+                        "content is {offset} bytes but the tree says {}",
+                        node.size
+                    ));
+                }
+                let remaining = if error.is_some() {
+                    0
+                } else {
+                    node.content.len()
+                };
+                states.push(Mutex::new(FileState {
+                    handle: None,
+                    created: false,
+                    remaining,
+                    error,
+                }));
             }
-            if error.is_none() && offset != node.size {
-                error = Some(format!(
-                    "content is {offset} bytes but the tree says {}",
-                    node.size
-                ));
-            }
-            let remaining = if error.is_some() {
-                0
-            } else {
-                node.content.len()
-            };
-            states.push(Mutex::new(FileState {
-                handle: None,
-                created: false,
-                remaining,
-                error,
-            }));
+            fi = end;
         }
         let mut packs: Vec<_> = by_pack
             .into_iter()

@@ -221,11 +221,17 @@ impl Cache {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_unstable_by_key(|&i| ids[i]);
         let rows = self.with(|c| {
-            let mut st = c.prepare_cached(LOOKUP)?;
+            // One read transaction: outside one, every statement takes and
+            // drops SQLite's shared lock (two fcntl calls and a WAL check).
+            let tx = c.transaction()?;
             let mut rows = vec![None; ids.len()];
-            for &i in &order {
-                rows[i] = st.query_row([&ids[i].0[..]], location_row).optional()?;
+            {
+                let mut st = tx.prepare_cached(LOOKUP)?;
+                for &i in &order {
+                    rows[i] = st.query_row([&ids[i].0[..]], location_row).optional()?;
+                }
             }
+            tx.finish()?;
             Ok(rows)
         })?;
         rows.into_iter()
