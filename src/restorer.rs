@@ -79,9 +79,11 @@ pub struct RestoreResult {
     pub errors: Vec<String>,
 }
 
-struct Item {
+/// A path to restore. Nodes are borrowed from the loaded trees: a copy of
+/// every node would be tens of MiB for a large snapshot.
+struct Item<'a> {
     rel: PathBuf,
-    node: Node,
+    node: &'a Node,
     /// The directory item this one is in (None: directly in the target).
     parent: Option<usize>,
 }
@@ -135,12 +137,12 @@ fn load_all_trees(repo: &Repository, top: &Node) -> Result<HashMap<BlobId, Resul
 }
 
 /// Lists everything below a directory node, parents before children.
-fn collect(
-    trees: &HashMap<BlobId, Result<Vec<Node>>>,
+fn collect<'a>(
+    trees: &'a HashMap<BlobId, Result<Vec<Node>>>,
     dir: &Node,
     rel: &Path,
     parent: Option<usize>,
-    out: &mut Vec<Item>,
+    out: &mut Vec<Item<'a>>,
     errors: &mut Vec<String>,
 ) {
     let Some(tree) = dir.subtree else { return };
@@ -159,7 +161,7 @@ fn collect(
         let crel = rel.join(child.name_os());
         out.push(Item {
             rel: crel,
-            node: child.clone(),
+            node: child,
             parent,
         });
         if child.kind == Kind::Dir {
@@ -205,6 +207,8 @@ pub fn restore(
 ) -> Result<RestoreResult> {
     let top = resolve(repo, root, &opts.subpath)?;
     let scope = Scope::new(&opts.include, &opts.exclude)?;
+    // Before `items`, which borrows from it.
+    let trees;
     let mut items = Vec::new();
     let mut result = RestoreResult::default();
     let target = &opts.target;
@@ -240,7 +244,7 @@ pub fn restore(
             .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
     };
     if top.kind == Kind::Dir {
-        let trees = load_all_trees(repo, &top)?;
+        trees = load_all_trees(repo, &top)?;
         collect(
             &trees,
             &top,
@@ -252,7 +256,7 @@ pub fn restore(
     } else {
         items.push(Item {
             rel: PathBuf::from(top.name_os()),
-            node: top.clone(),
+            node: &top,
             parent: None,
         });
     }
@@ -357,13 +361,11 @@ pub fn restore(
                 }
             }
         }
-        if let Some(m) = keep_existing(existing[i], &it.node, opts.overwrite) {
-            if opts.overwrite == Overwrite::IfChanged
-                && !dry
-                && !meta_matches(&m, &it.node, as_root)
+        if let Some(m) = keep_existing(existing[i], it.node, opts.overwrite) {
+            if opts.overwrite == Overwrite::IfChanged && !dry && !meta_matches(&m, it.node, as_root)
             {
                 let p = target.join(&it.rel);
-                if let Err(e) = apply_metadata(&p, &it.node, as_root) {
+                if let Err(e) = apply_metadata(&p, it.node, as_root) {
                     result
                         .errors
                         .push(format!("{}: metadata: {e}", p.display()));
@@ -462,12 +464,12 @@ pub fn restore(
         } else {
             left[i]
         };
-        let same = existing[i].is_some_and(|e| meta_same(&e, &it.node, as_root));
+        let same = existing[i].is_some_and(|e| meta_same(&e, it.node, as_root));
         if in_place && !touched[i] && same {
             continue;
         }
         let p = target.join(&it.rel);
-        if let Err(e) = apply_metadata(&p, &it.node, as_root) {
+        if let Err(e) = apply_metadata(&p, it.node, as_root) {
             result
                 .errors
                 .push(format!("{}: metadata: {e}", p.display()));
@@ -491,7 +493,7 @@ pub fn restore(
             .par_iter()
             .filter_map(|&i| {
                 let p = target.join(&items[i].rel);
-                verify_file(repo, &p, &items[i].node)
+                verify_file(repo, &p, items[i].node)
                     .err()
                     .map(|e| format!("{}: verify: {e}", display_rel(&items[i].rel)))
             })
@@ -552,7 +554,7 @@ impl Scope {
     }
 
     /// Items to restore: those allowed, and the directories above them.
-    fn select(&self, items: &[Item], base: &Path) -> Vec<bool> {
+    fn select(&self, items: &[Item<'_>], base: &Path) -> Vec<bool> {
         let mut sel: Vec<bool> = items
             .iter()
             .map(|it| self.allows(&base.join(&it.rel), it.node.kind == Kind::Dir))
@@ -589,7 +591,7 @@ impl Scope {
 /// the snapshot does not. Never follows symlinks.
 fn delete_extras(
     target: &Path,
-    items: &[Item],
+    items: &[Item<'_>],
     selected: &[bool],
     scope: &Scope,
     base: &Path,
@@ -695,7 +697,7 @@ impl From<&fs::Metadata> for Existing {
 }
 
 /// Stats every selected item's path in the target.
-fn probe(target: &Path, items: &[Item], selected: &[bool]) -> Vec<Option<Existing>> {
+fn probe(target: &Path, items: &[Item<'_>], selected: &[bool]) -> Vec<Option<Existing>> {
     io_parallel(items.len(), |i| {
         if !selected[i] {
             return None;
@@ -880,7 +882,7 @@ struct FileState {
 struct FileWriter<'a> {
     repo: &'a Repository,
     target: &'a Path,
-    items: &'a [Item],
+    items: &'a [Item<'a>],
     /// Item index of each file.
     files: Vec<usize>,
     states: Vec<Mutex<FileState>>,
@@ -909,7 +911,7 @@ impl<'a> FileWriter<'a> {
     fn new(
         repo: &'a Repository,
         target: &'a Path,
-        items: &'a [Item],
+        items: &'a [Item<'a>],
         files: &[usize],
         fresh: bool,
         progress: &'a dyn Progress,
@@ -1142,7 +1144,7 @@ impl<'a> FileWriter<'a> {
         self.close(st);
         let item = &self.items[self.files[fi]];
         let p = self.target.join(&item.rel);
-        if let Err(e) = apply_metadata(&p, &item.node, self.as_root) {
+        if let Err(e) = apply_metadata(&p, item.node, self.as_root) {
             st.error = Some(format!("metadata: {e}"));
         }
     }
