@@ -58,7 +58,35 @@ fn lookup_group(gid: u32) -> Option<String> {
     )
 }
 
+/// The uid of a user name. Cached, hits and misses alike: restore asks once per
+/// file and directory, and each uncached lookup goes through NSS (nscd socket,
+/// nsswitch.conf, /etc/passwd), a dozen syscalls.
 pub fn uid_for(name: &str) -> Option<u32> {
+    static CACHE: Mutex<Option<HashMap<String, Option<u32>>>> = Mutex::new(None);
+    let mut g = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let map = g.get_or_insert_with(HashMap::new);
+    if let Some(v) = map.get(name) {
+        return *v;
+    }
+    let v = lookup_uid(name);
+    map.insert(name.to_owned(), v);
+    v
+}
+
+/// The gid of a group name, cached like [`uid_for`].
+pub fn gid_for(name: &str) -> Option<u32> {
+    static CACHE: Mutex<Option<HashMap<String, Option<u32>>>> = Mutex::new(None);
+    let mut g = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let map = g.get_or_insert_with(HashMap::new);
+    if let Some(v) = map.get(name) {
+        return *v;
+    }
+    let v = lookup_gid(name);
+    map.insert(name.to_owned(), v);
+    v
+}
+
+fn lookup_uid(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
@@ -75,7 +103,7 @@ pub fn uid_for(name: &str) -> Option<u32> {
     (rc == 0 && !result.is_null()).then_some(pwd.pw_uid)
 }
 
-pub fn gid_for(name: &str) -> Option<u32> {
+fn lookup_gid(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
     let mut buf = vec![0 as libc::c_char; 16384];
     let mut grp: libc::group = unsafe { std::mem::zeroed() };

@@ -10,8 +10,7 @@ use rayon::prelude::*;
 use crate::backend::{FileType, WriteBackend};
 use crate::crypto::{self, KdfParams, Keys};
 use crate::error::{Error, Result};
-use crate::id::PackId;
-use crate::id::{BlobId, IndexId, KeyId, RepoId, SnapshotId};
+use crate::id::{BlobId, IndexId, KeyId, PackId, RepoId, SnapshotId};
 use crate::index::{Cache, Segment};
 use crate::pack::{BlobEntry, TYPE_TREE};
 use crate::repofile::{self, Config, KeyFile, KeyMeta, Snapshot};
@@ -21,6 +20,16 @@ use crate::treepacks::{self, TreeRuns};
 /// Something the engine wants to tell the user about (rebuilding a cache, a
 /// stale lock). The CLI decides how to show it.
 pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Trees loaded per batch by [`Repository::load_trees`].
+const TREE_BATCH: usize = 4096;
+/// Tree blobs of a pack closer than this are fetched in one read.
+const TREE_MERGE_GAP: u64 = 64 << 10;
+const TREE_MAX_READ: u64 = 16 << 20;
+
+/// One read of a pack for `load_trees`: pack, start, end, and the blobs in
+/// that range with the position of their id in the request.
+type TreeRun = (PackId, u64, u64, Vec<(usize, BlobEntry)>);
 
 pub fn silent() -> Notify {
     Arc::new(|_| {})
@@ -619,6 +628,101 @@ impl Repository {
     /// Runs of tree packs fetched so far (None where trees are read one by one).
     pub fn tree_run_fetches(&self) -> Option<u64> {
         self.tree_runs.as_ref().map(TreeRuns::fetches)
+    }
+
+    /// Loads many trees at once, each result in the order of `ids`. Loading a
+    /// whole snapshot's trees one `load_tree` at a time costs an index lookup,
+    /// a pack open and a small read each, one after the other; here there is
+    /// one index lock for all the lookups, one read per run of neighbouring
+    /// tree blobs in a pack (a backup packs trees together), and decryption
+    /// and decoding spread over the thread pool.
+    pub fn load_trees(&self, ids: &[BlobId]) -> Result<Vec<Result<Vec<Node>>>> {
+        let mut out: Vec<Result<Vec<Node>>> = Vec::with_capacity(ids.len());
+        // Batches bound how much sealed tree data is held at once.
+        for batch in ids.chunks(TREE_BATCH) {
+            out.extend(self.load_tree_batch(batch)?);
+        }
+        Ok(out)
+    }
+
+    fn load_tree_batch(&self, ids: &[BlobId]) -> Result<Vec<Result<Vec<Node>>>> {
+        let locs = self.cache.lookup_many(ids)?;
+        let mut by_pack: HashMap<PackId, Vec<(usize, BlobEntry)>> = HashMap::new();
+        for (i, loc) in locs.iter().enumerate() {
+            if let Some(l) = loc {
+                by_pack.entry(l.pack).or_default().push((i, l.entry));
+            }
+        }
+        let mut runs: Vec<TreeRun> = Vec::new();
+        for (pack, mut blobs) in by_pack {
+            blobs.sort_by_key(|(_, e)| e.offset);
+            for (i, e) in blobs {
+                let (o, l) = (e.offset as u64, e.stored_len as u64);
+                match runs.last_mut() {
+                    Some((p, start, end, members))
+                        if *p == pack
+                            && o <= *end + TREE_MERGE_GAP
+                            && o + l - *start <= TREE_MAX_READ =>
+                    {
+                        *end = (*end).max(o + l);
+                        members.push((i, e));
+                    }
+                    _ => runs.push((pack, o, o + l, vec![(i, e)])),
+                }
+            }
+        }
+        let data: Vec<std::io::Result<Vec<u8>>> = runs
+            .par_iter()
+            .map(|(pack, start, end, _)| {
+                self.backend
+                    .read_range(FileType::Pack, &pack.to_hex(), *start, end - start)
+            })
+            .collect();
+        let read: Vec<(usize, Result<Vec<Node>>)> = runs
+            .par_iter()
+            .zip(&data)
+            .flat_map(|((pack, start, _, members), data)| {
+                members.par_iter().map(move |(i, e)| {
+                    let nodes = match data {
+                        Ok(buf) => {
+                            let o = (e.offset as u64 - start) as usize;
+                            // A short read (a truncated pack) must not panic.
+                            buf.get(o..o + e.stored_len as usize)
+                                .ok_or_else(|| {
+                                    Error::corrupt(
+                                        "blob",
+                                        e.id,
+                                        format!("pack {pack} is shorter than its index says"),
+                                    )
+                                })
+                                .and_then(|sealed| crate::pack::open_blob(&self.keys, e, sealed))
+                                .and_then(|b| {
+                                    tree::decode(&b).map_err(|err| {
+                                        Error::corrupt("tree", e.id, err.to_string())
+                                    })
+                                })
+                        }
+                        Err(err) => Err(Error::corrupt(
+                            "blob",
+                            e.id,
+                            format!("reading pack {pack}: {err}"),
+                        )),
+                    };
+                    (*i, nodes)
+                })
+            })
+            .collect();
+        let mut out: Vec<Option<Result<Vec<Node>>>> = (0..ids.len()).map(|_| None).collect();
+        for (i, r) in read {
+            out[i] = Some(r);
+        }
+        Ok(out
+            .into_iter()
+            .zip(ids)
+            .map(|(r, id)| {
+                r.unwrap_or_else(|| Err(Error::corrupt("blob", id, "not found in the index")))
+            })
+            .collect())
     }
 
     /// Writes a sealed index segment and records it in the cache.

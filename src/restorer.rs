@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
@@ -79,9 +79,13 @@ pub struct RestoreResult {
     pub errors: Vec<String>,
 }
 
-struct Item {
+/// A path to restore. Nodes are borrowed from the loaded trees: a copy of
+/// every node would be tens of MiB for a large snapshot.
+struct Item<'a> {
     rel: PathBuf,
-    node: Node,
+    node: &'a Node,
+    /// The directory item this one is in (None: directly in the target).
+    parent: Option<usize>,
 }
 
 /// Finds the node at `subpath` below the root tree (the root itself for "/").
@@ -104,33 +108,66 @@ pub fn resolve(repo: &Repository, root: BlobId, subpath: &str) -> Result<Node> {
     Ok(node)
 }
 
+/// Every tree below `top`, loaded a directory level at a time (see
+/// [`Repository::load_trees`]); a tree that cannot be loaded maps to its error.
+fn load_all_trees(repo: &Repository, top: &Node) -> Result<HashMap<BlobId, Result<Vec<Node>>>> {
+    let mut trees: HashMap<BlobId, Result<Vec<Node>>> = HashMap::new();
+    let mut level: Vec<BlobId> = top.subtree.into_iter().collect();
+    while !level.is_empty() {
+        level.sort_unstable();
+        level.dedup();
+        // Identical directories share a tree: each is loaded once.
+        level.retain(|id| !trees.contains_key(id));
+        let loaded = repo.load_trees(&level)?;
+        let mut next = Vec::new();
+        for (id, r) in level.into_iter().zip(loaded) {
+            if let Ok(nodes) = &r {
+                next.extend(
+                    nodes
+                        .iter()
+                        .filter(|n| n.kind == Kind::Dir)
+                        .filter_map(|n| n.subtree),
+                );
+            }
+            trees.insert(id, r);
+        }
+        level = next;
+    }
+    Ok(trees)
+}
+
 /// Lists everything below a directory node, parents before children.
-fn collect(
-    repo: &Repository,
+fn collect<'a>(
+    trees: &'a HashMap<BlobId, Result<Vec<Node>>>,
     dir: &Node,
     rel: &Path,
-    out: &mut Vec<Item>,
+    parent: Option<usize>,
+    out: &mut Vec<Item<'a>>,
     errors: &mut Vec<String>,
 ) {
     let Some(tree) = dir.subtree else { return };
-    let children = match repo.load_tree(&tree) {
-        Ok(c) => c,
-        Err(e) => {
+    let children = match trees.get(&tree) {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => {
             errors.push(format!("{}: {e}", display_rel(rel)));
+            return;
+        }
+        None => {
+            errors.push(format!("{}: tree {tree} was not loaded", display_rel(rel)));
             return;
         }
     };
     for child in children {
         let crel = rel.join(child.name_os());
-        let is_dir = child.kind == Kind::Dir;
         out.push(Item {
-            rel: crel.clone(),
+            rel: crel,
             node: child,
+            parent,
         });
-        if is_dir {
+        if child.kind == Kind::Dir {
             let idx = out.len() - 1;
-            let node = out[idx].node.clone();
-            collect(repo, &node, &crel, out, errors);
+            let crel = out[idx].rel.clone();
+            collect(trees, child, &crel, Some(idx), out, errors);
         }
     }
 }
@@ -170,6 +207,8 @@ pub fn restore(
 ) -> Result<RestoreResult> {
     let top = resolve(repo, root, &opts.subpath)?;
     let scope = Scope::new(&opts.include, &opts.exclude)?;
+    // Before `items`, which borrows from it.
+    let trees;
     let mut items = Vec::new();
     let mut result = RestoreResult::default();
     let target = &opts.target;
@@ -205,11 +244,20 @@ pub fn restore(
             .map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
     };
     if top.kind == Kind::Dir {
-        collect(repo, &top, &root_rel, &mut items, &mut result.errors);
+        trees = load_all_trees(repo, &top)?;
+        collect(
+            &trees,
+            &top,
+            &root_rel,
+            None,
+            &mut items,
+            &mut result.errors,
+        );
     } else {
         items.push(Item {
             rel: PathBuf::from(top.name_os()),
-            node: top.clone(),
+            node: &top,
+            parent: None,
         });
     }
     let selected = scope.select(&items, &base);
@@ -228,6 +276,33 @@ pub fn restore(
         );
     }
 
+    // What the target holds at each path. Below a directory that step 1
+    // creates or replaces there is nothing yet, whatever a stat through the
+    // old entry (a symlink to elsewhere, say) showed.
+    let as_root = fsmeta::is_root();
+    let mut existing = if fresh {
+        vec![None; items.len()]
+    } else {
+        probe(target, &items, &selected)
+    };
+    let mut new_dir = vec![false; items.len()];
+    for i in 0..items.len() {
+        if items[i].parent.is_some_and(|p| new_dir[p]) {
+            existing[i] = None;
+        }
+        new_dir[i] = selected[i]
+            && items[i].node.kind == Kind::Dir
+            && !existing[i].is_some_and(|e| e.ft.is_dir());
+    }
+    // Directories whose entries (so their mtime) or mode this restore changes:
+    // step 4 applies their metadata even when the probe found it right.
+    let mut touched = vec![false; items.len()];
+    let touch_parent = |touched: &mut [bool], i: usize| {
+        if let Some(p) = items[i].parent {
+            touched[p] = true;
+        }
+    };
+
     // 1. Directories, parents first.
     for (i, it) in items.iter().enumerate() {
         if it.node.kind != Kind::Dir || !selected[i] {
@@ -238,10 +313,22 @@ pub fn restore(
             continue;
         }
         let p = target.join(&it.rel);
-        let cleared = if fresh { Ok(()) } else { clear_for_dir(&p) };
+        if !new_dir[i] {
+            // Already a directory. Its mode is applied again in step 4.
+            if !as_root && existing[i].is_some_and(|e| e.mode & 0o300 != 0o300) {
+                touched[i] |= make_writable(&p).is_some();
+            }
+            continue;
+        }
+        touch_parent(&mut touched, i);
+        let in_new_dir = it.parent.is_some_and(|p| new_dir[p]);
+        let cleared = if fresh || in_new_dir {
+            Ok(())
+        } else {
+            clear_for_dir(&p)
+        };
         let r = cleared.and_then(|_| match fs::create_dir(&p) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                // Its mode is applied again in step 4.
                 make_writable(&p);
                 Ok(())
             }
@@ -255,7 +342,6 @@ pub fn restore(
     // 2. File contents, pack by pack; hard links (same dev/inode, nlink > 1) are
     //    linked to the first path afterwards. Files the target already has are
     //    left out here, so no pack is read for them.
-    let as_root = fsmeta::is_root();
     let mut link_first: HashMap<(u64, u64), usize> = HashMap::new();
     let mut links: Vec<(usize, usize)> = Vec::new();
     let mut files: Vec<usize> = Vec::new();
@@ -275,23 +361,19 @@ pub fn restore(
                 }
             }
         }
-        if !fresh {
-            let p = target.join(&it.rel);
-            if let Some(m) = keep_existing(&p, &it.node, opts.overwrite) {
-                if opts.overwrite == Overwrite::IfChanged
-                    && !dry
-                    && !meta_matches(&m, &it.node, as_root)
-                {
-                    if let Err(e) = apply_metadata(&p, &it.node, as_root) {
-                        result
-                            .errors
-                            .push(format!("{}: metadata: {e}", p.display()));
-                    }
+        if let Some(m) = keep_existing(existing[i], it.node, opts.overwrite) {
+            if opts.overwrite == Overwrite::IfChanged && !dry && !meta_matches(&m, it.node, as_root)
+            {
+                let p = target.join(&it.rel);
+                if let Err(e) = apply_metadata(&p, it.node, as_root) {
+                    result
+                        .errors
+                        .push(format!("{}: metadata: {e}", p.display()));
                 }
-                result.skipped += 1;
-                kept.push(i);
-                continue;
             }
+            result.skipped += 1;
+            kept.push(i);
+            continue;
         }
         files.push(i);
     }
@@ -299,6 +381,9 @@ pub fn restore(
         result.files = (files.len() + links.len()) as u64;
         result.bytes = files.iter().map(|&i| items[i].node.size).sum();
         return Ok(result);
+    }
+    for &i in &files {
+        touch_parent(&mut touched, i);
     }
     let writer = FileWriter::new(repo, target, &items, &files, fresh, progress)?;
     writer.run();
@@ -316,6 +401,7 @@ pub fn restore(
             result.skipped += 1;
             continue;
         }
+        touch_parent(&mut touched, other);
         if let Err(e) = clear_for_file(&b).and_then(|_| fs::hard_link(&a, &b)) {
             result.errors.push(format!("{}: {e}", b.display()));
         } else {
@@ -324,27 +410,28 @@ pub fn restore(
     }
 
     // 3. Symlinks and special files.
+    let mut left = vec![false; items.len()];
     for (i, it) in items.iter().enumerate() {
-        if !selected[i] {
+        if !selected[i] || matches!(it.node.kind, Kind::File | Kind::Dir) {
             continue;
         }
         let p = target.join(&it.rel);
-        if !fresh && !matches!(it.node.kind, Kind::File | Kind::Dir) {
-            let keep = match (opts.overwrite, fs::symlink_metadata(&p)) {
-                (Overwrite::Never, Ok(_)) => true,
-                (Overwrite::IfChanged, Ok(m)) if it.node.kind == Kind::Symlink => {
-                    m.file_type().is_symlink()
-                        && fs::read_link(&p).is_ok_and(|t| {
-                            std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str())
-                                == it.node.link_target.as_slice()
-                        })
-                }
-                _ => false,
-            };
-            if keep {
-                continue;
+        let keep = match (opts.overwrite, existing[i]) {
+            (Overwrite::Never, Some(_)) => true,
+            (Overwrite::IfChanged, Some(e)) if it.node.kind == Kind::Symlink => {
+                e.ft.is_symlink()
+                    && fs::read_link(&p).is_ok_and(|t| {
+                        std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str())
+                            == it.node.link_target.as_slice()
+                    })
             }
+            _ => false,
+        };
+        if keep {
+            left[i] = true;
+            continue;
         }
+        touch_parent(&mut touched, i);
         let r = match it.node.kind {
             Kind::Symlink => clear_for_file(&p).and_then(|_| {
                 std::os::unix::fs::symlink(
@@ -352,9 +439,8 @@ pub fn restore(
                     &p,
                 )
             }),
-            Kind::Fifo | Kind::CharDev | Kind::BlockDev | Kind::Socket => clear_for_file(&p)
+            _ => clear_for_file(&p)
                 .and_then(|_| fsmeta::mknod(&p, it.node.kind, it.node.mode, it.node.rdev)),
-            _ => continue,
         };
         if let Err(e) = r {
             progress.warn(&format!("{}: {e}", p.display()));
@@ -371,8 +457,19 @@ pub fn restore(
         if opts.overwrite == Overwrite::Never && it.node.kind != Kind::Dir && !fresh {
             continue;
         }
+        // Left in place and already as the snapshot has it: a chmod and a
+        // utimes would only dirty the inode (and cost a journal write each).
+        let in_place = if it.node.kind == Kind::Dir {
+            !new_dir[i]
+        } else {
+            left[i]
+        };
+        let same = existing[i].is_some_and(|e| meta_same(&e, it.node, as_root));
+        if in_place && !touched[i] && same {
+            continue;
+        }
         let p = target.join(&it.rel);
-        if let Err(e) = apply_metadata(&p, &it.node, as_root) {
+        if let Err(e) = apply_metadata(&p, it.node, as_root) {
             result
                 .errors
                 .push(format!("{}: metadata: {e}", p.display()));
@@ -396,7 +493,7 @@ pub fn restore(
             .par_iter()
             .filter_map(|&i| {
                 let p = target.join(&items[i].rel);
-                verify_file(repo, &p, &items[i].node)
+                verify_file(repo, &p, items[i].node)
                     .err()
                     .map(|e| format!("{}: verify: {e}", display_rel(&items[i].rel)))
             })
@@ -457,7 +554,7 @@ impl Scope {
     }
 
     /// Items to restore: those allowed, and the directories above them.
-    fn select(&self, items: &[Item], base: &Path) -> Vec<bool> {
+    fn select(&self, items: &[Item<'_>], base: &Path) -> Vec<bool> {
         let mut sel: Vec<bool> = items
             .iter()
             .map(|it| self.allows(&base.join(&it.rel), it.node.kind == Kind::Dir))
@@ -494,7 +591,7 @@ impl Scope {
 /// the snapshot does not. Never follows symlinks.
 fn delete_extras(
     target: &Path,
-    items: &[Item],
+    items: &[Item<'_>],
     selected: &[bool],
     scope: &Scope,
     base: &Path,
@@ -502,34 +599,48 @@ fn delete_extras(
     errors: &mut Vec<String>,
 ) -> u64 {
     let known: HashSet<&Path> = items.iter().map(|i| i.rel.as_path()).collect();
-    let dirs = std::iter::once(Path::new("")).chain(
-        items
-            .iter()
-            .zip(selected)
-            .filter(|(it, s)| **s && it.node.kind == Kind::Dir)
-            .map(|(it, _)| it.rel.as_path()),
-    );
+    let dirs: Vec<&Path> = std::iter::once(Path::new(""))
+        .chain(
+            items
+                .iter()
+                .zip(selected)
+                .filter(|(it, s)| **s && it.node.kind == Kind::Dir)
+                .map(|(it, _)| it.rel.as_path()),
+        )
+        .collect();
+    // Listed in parallel (cold, each listing waits for the disk); what to
+    // delete is then decided in order, parents first.
+    let listings = io_parallel(dirs.len(), |k| {
+        let p = target.join(dirs[k]);
+        if !dirs[k].as_os_str().is_empty() && !fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            return Listing::NotADir;
+        }
+        match fs::read_dir(&p) {
+            Ok(rd) => Listing::Entries(
+                rd.flatten()
+                    .map(|e| (e.file_name(), e.file_type().is_ok_and(|t| t.is_dir())))
+                    .collect(),
+            ),
+            Err(_) => Listing::Unreadable,
+        }
+    });
     let mut n = 0;
     // A directory of the target that is a symlink (or lies below one) would
     // lead outside it: nothing is deleted there (step 1 replaces it).
     let mut outside: HashSet<&Path> = HashSet::new();
-    for d in dirs {
-        if !d.as_os_str().is_empty() {
-            let real_dir = fs::symlink_metadata(target.join(d)).is_ok_and(|m| m.is_dir());
-            if !real_dir || d.parent().is_some_and(|p| outside.contains(p)) {
-                outside.insert(d);
-                continue;
-            }
+    for (d, listing) in dirs.into_iter().zip(listings) {
+        if matches!(listing, Listing::NotADir) || d.parent().is_some_and(|p| outside.contains(p)) {
+            outside.insert(d);
+            continue;
         }
-        let Ok(rd) = fs::read_dir(target.join(d)) else {
+        let Listing::Entries(entries) = listing else {
             continue;
         };
-        for e in rd.flatten() {
-            let rel = d.join(e.file_name());
+        for (name, is_dir) in entries {
+            let rel = d.join(name);
             if known.contains(rel.as_path()) {
                 continue;
             }
-            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
             if !scope.allows(&base.join(&rel), is_dir) {
                 continue;
             }
@@ -537,7 +648,7 @@ fn delete_extras(
             if dry {
                 continue;
             }
-            let p = e.path();
+            let p = target.join(&rel);
             let r = if is_dir {
                 fs::remove_dir_all(&p)
             } else {
@@ -551,27 +662,118 @@ fn delete_extras(
     n
 }
 
-/// The existing entry at `p` when the overwrite policy keeps it.
-fn keep_existing(p: &Path, node: &Node, mode: Overwrite) -> Option<fs::Metadata> {
-    use std::os::unix::fs::MetadataExt;
-    let m = fs::symlink_metadata(p).ok()?;
-    match mode {
-        Overwrite::Always => None,
-        Overwrite::Never => Some(m),
-        Overwrite::IfChanged => (m.is_file()
-            && m.len() == node.size
-            && m.mtime() == node.mtime.0
-            && m.mtime_nsec() == node.mtime.1 as i64)
-            .then_some(m),
+/// What `delete_extras` found at a directory of the snapshot in the target.
+enum Listing {
+    /// Not a directory (a symlink, say): nothing below it is deleted.
+    NotADir,
+    Unreadable,
+    /// Names, and whether each is a directory.
+    Entries(Vec<(std::ffi::OsString, bool)>),
+}
+
+/// What a stat of an item's path showed before restore wrote anything.
+#[derive(Clone, Copy)]
+struct Existing {
+    ft: fs::FileType,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: (i64, i64),
+}
+
+impl From<&fs::Metadata> for Existing {
+    fn from(m: &fs::Metadata) -> Existing {
+        use std::os::unix::fs::MetadataExt;
+        Existing {
+            ft: m.file_type(),
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+        }
     }
 }
 
-fn meta_matches(m: &fs::Metadata, node: &Node, as_root: bool) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    m.mode() & 0o7777 == node.mode
+/// Stats every selected item's path in the target.
+fn probe(target: &Path, items: &[Item<'_>], selected: &[bool]) -> Vec<Option<Existing>> {
+    io_parallel(items.len(), |i| {
+        if !selected[i] {
+            return None;
+        }
+        fs::symlink_metadata(target.join(&items[i].rel))
+            .ok()
+            .map(|m| Existing::from(&m))
+    })
+}
+
+/// `f` of 0..n, run by many threads, in order. Meant for file-system calls
+/// on a cold cache: each waits for the disk (a directory block, an inode
+/// block) and costs no CPU, so many in flight help whatever the number of
+/// cores. Threads take chunks of neighbours: one directory's entries share
+/// directory and inode blocks.
+fn io_parallel<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    let threads = IO_THREADS.min(n.div_ceil(IO_CHUNK)).max(1);
+    let parts: Vec<Vec<(usize, T)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let start = next.fetch_add(IO_CHUNK, Ordering::Relaxed);
+                        if start >= n {
+                            return out;
+                        }
+                        for i in start..(start + IO_CHUNK).min(n) {
+                            out.push((i, f(i)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    for (i, v) in parts.into_iter().flatten() {
+        out[i] = Some(v);
+    }
+    out.into_iter()
+        .map(|v| v.expect("every index is taken by one thread"))
+        .collect()
+}
+
+/// What was found at an item's path, when the overwrite policy keeps it.
+fn keep_existing(e: Option<Existing>, node: &Node, mode: Overwrite) -> Option<Existing> {
+    let e = e?;
+    match mode {
+        Overwrite::Always => None,
+        Overwrite::Never => Some(e),
+        Overwrite::IfChanged => (e.ft.is_file()
+            && e.size == node.size
+            && e.mtime == (node.mtime.0, node.mtime.1 as i64))
+            .then_some(e),
+    }
+}
+
+/// Mode and (as root, the only one who can change it) owner.
+fn meta_matches(e: &Existing, node: &Node, as_root: bool) -> bool {
+    (node.kind == Kind::Symlink || e.mode == node.mode)
         && (!as_root
-            || (m.uid() == fsmeta::uid_for(&node.user).unwrap_or(node.uid)
-                && m.gid() == fsmeta::gid_for(&node.group).unwrap_or(node.gid)))
+            || (e.uid == fsmeta::uid_for(&node.user).unwrap_or(node.uid)
+                && e.gid == fsmeta::gid_for(&node.group).unwrap_or(node.gid)))
+}
+
+/// Everything `apply_metadata` would set is already so. Extended attributes
+/// are not read back: a node that has any gets them applied again.
+fn meta_same(e: &Existing, node: &Node, as_root: bool) -> bool {
+    node.xattrs.is_empty()
+        && e.mtime == (node.mtime.0, node.mtime.1 as i64)
+        && meta_matches(e, node, as_root)
 }
 
 /// Whether `b` may stay as it is: already a hard link of `a` (or anything, with `Never`).
@@ -680,7 +882,7 @@ struct FileState {
 struct FileWriter<'a> {
     repo: &'a Repository,
     target: &'a Path,
-    items: &'a [Item],
+    items: &'a [Item<'a>],
     /// Item index of each file.
     files: Vec<usize>,
     states: Vec<Mutex<FileState>>,
@@ -692,9 +894,15 @@ struct FileWriter<'a> {
     progress: &'a dyn Progress,
 }
 
+/// Threads of `io_parallel`, and indices each takes at a time.
+const IO_THREADS: usize = 32;
+const IO_CHUNK: usize = 64;
+
 /// Handles kept open between blobs of one file; past this, a file is closed
 /// after each write and reopened for the next.
 const MAX_OPEN: u64 = 256;
+/// Blob locations looked up at once when planning the file writes.
+const LOOKUP_BATCH: usize = 8192;
 /// Blobs of a pack closer than this are fetched in one read.
 const MERGE_GAP: u64 = 1 << 20;
 /// Largest single read. With more reading threads than cores (object stores,
@@ -707,7 +915,7 @@ impl<'a> FileWriter<'a> {
     fn new(
         repo: &'a Repository,
         target: &'a Path,
-        items: &'a [Item],
+        items: &'a [Item<'a>],
         files: &[usize],
         fresh: bool,
         progress: &'a dyn Progress,
@@ -715,45 +923,62 @@ impl<'a> FileWriter<'a> {
         let mut by_pack: HashMap<crate::id::PackId, HashMap<BlobId, (BlobEntry, Vec<Target>)>> =
             HashMap::new();
         let mut states = Vec::with_capacity(files.len());
-        for (fi, &item) in files.iter().enumerate() {
-            let node = &items[item].node;
-            let mut offset = 0u64;
-            let mut error = None;
-            for id in &node.content {
-                match repo.cache().lookup(id)? {
-                    Some(loc) => {
-                        by_pack
-                            .entry(loc.pack)
-                            .or_default()
-                            .entry(*id)
-                            .or_insert_with(|| (loc.entry, Vec::new()))
-                            .1
-                            .push(Target { file: fi, offset });
-                        offset += loc.entry.raw_len as u64;
+        // Blob locations are looked up a batch of files at a time (one index
+        // lock and read transaction per batch, not per blob).
+        let mut fi = 0;
+        while fi < files.len() {
+            let mut end = fi;
+            let mut ids: Vec<BlobId> = Vec::new();
+            while end < files.len() && (end == fi || ids.len() < LOOKUP_BATCH) {
+                ids.extend_from_slice(&items[files[end]].node.content);
+                end += 1;
+            }
+            let mut locs = repo.cache().lookup_many(&ids)?.into_iter();
+            for f in fi..end {
+                let node = &items[files[f]].node;
+                let mut offset = 0u64;
+                let mut error = None;
+                for (id, loc) in node
+                    .content
+                    .iter()
+                    .zip(locs.by_ref().take(node.content.len()))
+                {
+                    if error.is_some() {
+                        continue;
                     }
-                    None => {
-                        error = Some(format!("blob {id}: not found in the index"));
-                        break;
+                    match loc {
+                        Some(loc) => {
+                            by_pack
+                                .entry(loc.pack)
+                                .or_default()
+                                .entry(*id)
+                                .or_insert_with(|| (loc.entry, Vec::new()))
+                                .1
+                                .push(Target { file: f, offset });
+                            offset += loc.entry.raw_len as u64;
+                        }
+                        None => error = Some(format!("blob {id}: not found in the index")),
                     }
                 }
+                if error.is_none() && offset != node.size {
+                    error = Some(format!(
+                        "content is {offset} bytes but the tree says {}",
+                        node.size
+                    ));
+                }
+                let remaining = if error.is_some() {
+                    0
+                } else {
+                    node.content.len()
+                };
+                states.push(Mutex::new(FileState {
+                    handle: None,
+                    created: false,
+                    remaining,
+                    error,
+                }));
             }
-            if error.is_none() && offset != node.size {
-                error = Some(format!(
-                    "content is {offset} bytes but the tree says {}",
-                    node.size
-                ));
-            }
-            let remaining = if error.is_some() {
-                0
-            } else {
-                node.content.len()
-            };
-            states.push(Mutex::new(FileState {
-                handle: None,
-                created: false,
-                remaining,
-                error,
-            }));
+            fi = end;
         }
         let mut packs: Vec<_> = by_pack
             .into_iter()
@@ -927,7 +1152,7 @@ impl<'a> FileWriter<'a> {
         self.close(st);
         let item = &self.items[self.files[fi]];
         let p = self.target.join(&item.rel);
-        if let Err(e) = apply_metadata(&p, &item.node, self.as_root) {
+        if let Err(e) = apply_metadata(&p, item.node, self.as_root) {
             st.error = Some(format!("metadata: {e}"));
         }
     }

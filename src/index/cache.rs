@@ -53,6 +53,48 @@ CREATE TABLE IF NOT EXISTS snapshots (
 const DEDUP_LOOKUP: &str = "SELECT 1 FROM blobs b JOIN packs p ON p.pid = b.pid
      WHERE b.id = ?1 AND NOT EXISTS (SELECT 1 FROM marked m WHERE m.id = p.id)";
 
+/// Where a blob is: its pack and its entry in that pack.
+const LOOKUP: &str = "SELECT p.id, b.type, b.compression, b.offset, b.stored_len, b.raw_len
+     FROM blobs b JOIN packs p ON p.pid = b.pid WHERE b.id = ?1";
+
+/// A row of `LOOKUP`.
+#[derive(Clone)]
+struct LocationRow {
+    pack: Vec<u8>,
+    blob_type: u8,
+    compression: u8,
+    offset: u32,
+    stored_len: u32,
+    raw_len: u32,
+}
+
+fn location_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LocationRow> {
+    Ok(LocationRow {
+        pack: r.get(0)?,
+        blob_type: r.get(1)?,
+        compression: r.get(2)?,
+        offset: r.get(3)?,
+        stored_len: r.get(4)?,
+        raw_len: r.get(5)?,
+    })
+}
+
+impl LocationRow {
+    fn into_location(self, id: BlobId) -> Result<Location> {
+        Ok(Location {
+            pack: PackId::from_bytes(&self.pack)?,
+            entry: BlobEntry {
+                id,
+                blob_type: self.blob_type,
+                compression: self.compression,
+                offset: self.offset,
+                stored_len: self.stored_len,
+                raw_len: self.raw_len,
+            },
+        })
+    }
+}
+
 fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| Error::Other(format!("cache {}: {e}", path.display()))
 }
@@ -168,29 +210,11 @@ impl Cache {
 
     pub fn lookup(&self, id: &BlobId) -> Result<Option<Location>> {
         self.with(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT p.id, b.type, b.compression, b.offset, b.stored_len, b.raw_len
-                 FROM blobs b JOIN packs p ON p.pid = b.pid WHERE b.id = ?1",
-            )?;
-            st.query_row([&id.0[..]], |r| {
-                let pack: Vec<u8> = r.get(0)?;
-                Ok((pack, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-            })
-            .optional()
+            c.prepare_cached(LOOKUP)?
+                .query_row([&id.0[..]], location_row)
+                .optional()
         })?
-        .map(|(pack, t, c, o, s, l)| {
-            Ok(Location {
-                pack: PackId::from_bytes(&pack)?,
-                entry: BlobEntry {
-                    id: *id,
-                    blob_type: t,
-                    compression: c,
-                    offset: o,
-                    stored_len: s,
-                    raw_len: l,
-                },
-            })
-        })
+        .map(|row| row.into_location(*id))
         .transpose()
     }
 
@@ -225,6 +249,32 @@ impl Cache {
                     raw_len,
                 })
             })
+            .collect()
+    }
+
+    /// Locations of many blobs under one lock and one prepared statement,
+    /// looked up in key order so that neighbouring ids share B-tree pages;
+    /// results come back in the order of `ids`.
+    pub fn lookup_many(&self, ids: &[BlobId]) -> Result<Vec<Option<Location>>> {
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_unstable_by_key(|&i| ids[i]);
+        let rows = self.with(|c| {
+            // One read transaction: outside one, every statement takes and
+            // drops SQLite's shared lock (two fcntl calls and a WAL check).
+            let tx = c.transaction()?;
+            let mut rows = vec![None; ids.len()];
+            {
+                let mut st = tx.prepare_cached(LOOKUP)?;
+                for &i in &order {
+                    rows[i] = st.query_row([&ids[i].0[..]], location_row).optional()?;
+                }
+            }
+            tx.finish()?;
+            Ok(rows)
+        })?;
+        rows.into_iter()
+            .zip(ids)
+            .map(|(row, id)| row.map(|r| r.into_location(*id)).transpose())
             .collect()
     }
 

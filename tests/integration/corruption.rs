@@ -97,6 +97,50 @@ fn a_flipped_byte_in_a_pack_fails_only_the_file_it_belongs_to() {
     assert_same_file(good, &alone.join(good.file_name().unwrap()));
 }
 
+/// Restore loads a snapshot's trees in batches: a damaged one fails only the
+/// directory it describes, is named, and every other directory still restores.
+#[test]
+fn a_damaged_tree_fails_only_its_directory() {
+    let t = TestRepo::new("bad-tree");
+    let src = t.dir.mkdir("src");
+    for d in ["a", "b", "c"] {
+        t.dir.write(format!("src/{d}/inner/f"), d.as_bytes());
+        t.dir.write(format!("src/{d}/g"), b"top");
+    }
+    t.backup(&[&src]);
+    let (tree, pack, offset) = {
+        let repo = t.open();
+        let (_, snap) = repo.find_snapshot("latest").unwrap();
+        let root = BlobId::from_hex(&snap.tree).unwrap();
+        let b = cellar::restorer::resolve(&repo, root, &format!("{}/b", src.display())).unwrap();
+        let tree = b.subtree.unwrap();
+        let loc = repo.cache().lookup(&tree).unwrap().unwrap();
+        (tree, loc.pack, loc.entry.offset as u64)
+    };
+    let pack_path = t
+        .packs()
+        .into_iter()
+        .map(|p| p.0)
+        .find(|p| p.file_name().unwrap().to_str() == Some(pack.to_hex().as_str()))
+        .unwrap();
+    cellar::backend::local::flip_byte(&pack_path, offset + 20).unwrap();
+
+    let target = t.dir.join("target");
+    let r = t.restore(&format!("latest:{}", src.display()), &target);
+    assert_eq!(r.code, exit::ERROR, "{}", r.report());
+    let id = tree.to_hex();
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("stderr does not name tree {id}\n{}", r.report()));
+    assert!(line.contains("/b"), "the error does not name /b: {line}");
+    for d in ["a", "c"] {
+        assert_same_tree(&src.join(d), &target.join(d));
+    }
+    assert!(!target.join("b/g").exists(), "{}", r.report());
+}
+
 #[test]
 fn a_damaged_snapshot_file_is_named_and_the_others_still_list() {
     let t = TestRepo::new("bad-snapshot");

@@ -2,6 +2,7 @@
 //! (set-id and sticky bits too), owners, mtimes to the nanosecond, symlink
 //! targets (dangling ones too), hard links, FIFOs and names that are not UTF-8.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -229,10 +230,101 @@ fn restoring_again_over_a_damaged_restore_repairs_it() {
     fs::remove_file(target.join("fifo")).unwrap();
     chmod(&target.join("p640"), 0o777);
     set_mtime(&target.join("a/b"), 5, 5);
+    // Only the mode of a directory differs: its mtime matches.
+    chmod(&target.join("a/b/c"), 0o700);
 
     let r = t.restore(&spec, &target);
     assert_eq!(r.code, 0, "{}", r.report());
     assert_same_tree(&src, &target);
+}
+
+/// Change times of everything below `root`: a restore that leaves an entry
+/// alone must not even chmod or utimes it.
+fn ctimes(root: &Path) -> BTreeMap<PathBuf, (i64, i64)> {
+    all_paths(root)
+        .into_iter()
+        .map(|p| {
+            let m = fs::symlink_metadata(root.join(&p)).unwrap();
+            (p, (m.ctime(), m.ctime_nsec()))
+        })
+        .collect()
+}
+
+#[test]
+fn restoring_again_into_an_up_to_date_target_changes_nothing() {
+    let t = TestRepo::new("uptodate");
+    let src = build_tree(&t.dir, false);
+    t.backup(&[&src]);
+    let target = t.dir.join("target");
+    let spec = format!("latest:{}", src.display());
+    assert_eq!(t.restore(&spec, &target).code, 0);
+    // The FIFO is made again by every restore (only symlinks and regular
+    // files are compared), and that changes the top directory.
+    let settled = |m: BTreeMap<PathBuf, (i64, i64)>| {
+        m.into_iter()
+            .filter(|(p, _)| p != Path::new("fifo"))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let before = settled(ctimes(&target));
+    // Past the file system's timestamp granularity (a jiffy on ext4).
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let s = t
+        .cellar()
+        .args(["--json", "restore", &spec, "--target"])
+        .arg(&target)
+        .ok()
+        .json();
+    assert_eq!(field(&s, "files_restored"), 0, "{s}");
+    assert!(field(&s, "files_skipped") > 20, "{s}");
+    assert_eq!(settled(ctimes(&target)), before, "an entry was changed");
+    assert_same_tree(&src, &target);
+}
+
+/// A directory of the target replaced by a symlink to a look-alike elsewhere
+/// (same names, sizes and mtimes): restore must neither take what is behind
+/// the link for the target's content nor change anything there.
+#[test]
+fn a_look_alike_behind_a_symlinked_directory_is_neither_kept_nor_touched() {
+    let t = TestRepo::new("lookalike");
+    let src = build_tree(&t.dir, false);
+    t.backup(&[&src]);
+    let target = t.dir.join("target");
+    let spec = format!("latest:{}", src.display());
+    assert_eq!(t.restore(&spec, &target).code, 0);
+    let elsewhere = t.dir.join("elsewhere");
+    fs::rename(target.join("a"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, target.join("a")).unwrap();
+    // A mode that a kept file would get corrected, through the link.
+    chmod(&elsewhere.join("b/c/d/e/f/deep.bin"), 0o600);
+    chmod(&elsewhere.join("b/c"), 0o700);
+    let before = scan(&elsewhere);
+    let times = ctimes(&elsewhere);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+
+    let s = t
+        .cellar()
+        .args(["--json", "restore", &spec, "--target"])
+        .arg(&target)
+        .ok()
+        .json();
+    // a/b/empty-too, a/b/c/d/e/f/deep.bin, and the hard-link group whose first
+    // path is a/b/h3: written there, then linked again at a/h2 and h1.
+    assert_eq!(field(&s, "files_restored"), 5, "{s}");
+    assert!(fs::symlink_metadata(target.join("a")).unwrap().is_dir());
+    assert_same_tree(&src, &target);
+    assert_eq!(scan(&elsewhere), before, "changed through the link");
+    // h2 and b/h3 share their inode with the target's h1, which was linked
+    // again: their link count, so their ctime, changed.
+    let others = |m: BTreeMap<PathBuf, (i64, i64)>| {
+        m.into_iter()
+            .filter(|(p, _)| p != Path::new("h2") && p != Path::new("b/h3"))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        others(ctimes(&elsewhere)),
+        others(times),
+        "changed through the link"
+    );
 }
 
 /// An unprivileged user restores over an earlier restore that holds
