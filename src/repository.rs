@@ -647,6 +647,23 @@ impl Repository {
 
     fn load_tree_batch(&self, ids: &[BlobId]) -> Result<Vec<Result<Vec<Node>>>> {
         let locs = self.cache.lookup_many(ids)?;
+        if self.tree_runs.is_some() {
+            // Where requests are costly the run cache already reads each run
+            // of tree blobs once for the whole walk, across batches and levels.
+            return Ok(locs
+                .par_iter()
+                .zip(ids)
+                .map(|(loc, id)| {
+                    let loc = loc
+                        .as_ref()
+                        .ok_or_else(|| Error::corrupt("blob", id, "not found in the index"))?;
+                    let plain = self.read_tree_at(loc.pack, &loc.entry, || {
+                        self.cache.tree_blobs_in(&loc.pack)
+                    })?;
+                    tree::decode(&plain).map_err(|e| Error::corrupt("tree", id, e.to_string()))
+                })
+                .collect());
+        }
         let mut by_pack: HashMap<PackId, Vec<(usize, BlobEntry)>> = HashMap::new();
         for (i, loc) in locs.iter().enumerate() {
             if let Some(l) = loc {
