@@ -324,9 +324,16 @@ impl Cellar {
             "CELLAR_PASSWORD_FILE",
             "CELLAR_PASSWORD_COMMAND",
             "CELLAR_CACHE_DIR",
+            "CELLAR_CONFIG",
         ] {
             cmd.env_remove(v);
         }
+        // Nor may the developer's own cellar.toml (saved repositories, a
+        // default `-r`) change what a test sees; tests of it set their own.
+        cmd.env(
+            "XDG_CONFIG_HOME",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-config"),
+        );
         // Should a command ever ignore --cache-dir, it must not touch ~/.cache.
         cmd.env(
             "XDG_CACHE_HOME",
