@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use rayon::prelude::*;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -239,14 +238,23 @@ impl Catalog {
     /// Stores decoded trees in one transaction.
     fn insert(&self, trees: &[(BlobId, Vec<Node>)]) -> Result<()> {
         let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        self.insert_in_tx(trees)?;
+        tx.commit().map_err(self.err())
+    }
+
+    /// Stores decoded trees; the caller holds the transaction.
+    fn insert_in_tx(&self, trees: &[(BlobId, Vec<Node>)]) -> Result<()> {
         (|| -> rusqlite::Result<()> {
+            let mut ins = self.conn.prepare_cached(
+                "INSERT OR REPLACE INTO entries (tid, name, kind, mode, uid, gid, user, grp, \
+                 size, mtime_s, mtime_ns, content, sub, link) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            let mut mark = self
+                .conn
+                .prepare_cached("UPDATE trees SET loaded = 1 WHERE tid = ?1")?;
             for (id, nodes) in trees {
                 let tid = self.tid_for(id)?;
-                let mut ins = self.conn.prepare_cached(
-                    "INSERT OR REPLACE INTO entries (tid, name, kind, mode, uid, gid, user, grp, \
-                     size, mtime_s, mtime_ns, content, sub, link) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )?;
                 for n in nodes {
                     let sub = match (n.kind, n.subtree) {
                         (Kind::Dir, Some(s)) => Some(self.tid_for(&s)?),
@@ -271,14 +279,11 @@ impl Catalog {
                         link,
                     ])?;
                 }
-                self.conn
-                    .prepare_cached("UPDATE trees SET loaded = 1 WHERE tid = ?1")?
-                    .execute([tid])?;
+                mark.execute([tid])?;
             }
             Ok(())
         })()
-        .map_err(self.err())?;
-        tx.commit().map_err(self.err())
+        .map_err(self.err())
     }
 
     fn entries_of(&self, tid: i64) -> Result<Vec<Entry>> {
@@ -336,7 +341,7 @@ impl Catalog {
     }
 
     /// Brings these snapshots' whole trees into the catalog (only trees it does
-    /// not hold yet are read, in parallel). A snapshot whose trees cannot be
+    /// not hold yet are read, in batches). A snapshot whose trees cannot be
     /// read is reported through the repository's notifier and left out.
     /// Returns the snapshots that are in the catalog.
     pub fn ensure(
@@ -351,6 +356,10 @@ impl Catalog {
                 ok.push(*sid);
                 continue;
             }
+            // One transaction per snapshot: committing every few hundred
+            // trees cost more than the inserts. A snapshot that fails is
+            // rolled back whole (the catalog is only a cache).
+            let tx = self.conn.unchecked_transaction().map_err(self.err())?;
             match self.ensure_tree(repo, *root) {
                 Ok(root_tid) => {
                     self.conn
@@ -359,16 +368,21 @@ impl Catalog {
                             params![sid.as_bytes(), root_tid],
                         )
                         .map_err(self.err())?;
+                    tx.commit().map_err(self.err())?;
                     ok.push(*sid);
                 }
                 Err(Error::Interrupted) => return Err(Error::Interrupted),
-                Err(e) => repo.notify(&format!("warning: snapshot {} left out: {e}", sid.short())),
+                Err(e) => {
+                    drop(tx);
+                    repo.notify(&format!("warning: snapshot {} left out: {e}", sid.short()))
+                }
             }
         }
         Ok(ok)
     }
 
     /// Loads every tree below `root` that the catalog lacks; returns root's tid.
+    /// The caller holds the transaction.
     fn ensure_tree(&self, repo: &Repository, root: BlobId) -> Result<i64> {
         // Only trees not yet complete are walked; they are marked complete
         // when the whole walk succeeded.
@@ -378,62 +392,79 @@ impl Catalog {
         seen.insert(root);
         while !frontier.is_empty() {
             crate::cancel::check()?;
-            let mut level: Vec<i64> = Vec::new();
+            let mut next = Vec::new();
+            let mut push = |id: BlobId, next: &mut Vec<BlobId>| {
+                if seen.insert(id) {
+                    next.push(id);
+                }
+            };
             let mut to_load = Vec::new();
             for id in &frontier {
                 match self.tree_row(id)? {
                     Some((_, _, true)) => {}
-                    Some((tid, true, false)) => level.push(tid),
+                    Some((tid, true, false)) => {
+                        // Loaded earlier but not complete below: its children
+                        // come from the catalog.
+                        walked.push(tid);
+                        for c in self.incomplete_children(tid)? {
+                            push(c, &mut next);
+                        }
+                    }
                     _ => to_load.push(*id),
                 }
             }
+            // load_trees looks the ids up in batches and merges reads of
+            // neighbouring blobs, which one load_tree per tree did not.
             for chunk in to_load.chunks(BATCH) {
                 let loaded: Vec<(BlobId, Vec<Node>)> = chunk
-                    .par_iter()
-                    .map(|id| Ok((*id, repo.load_tree(id)?)))
+                    .iter()
+                    .copied()
+                    .zip(repo.load_trees(chunk)?)
+                    .map(|(id, r)| Ok((id, r?)))
                     .collect::<Result<_>>()?;
-                self.insert(&loaded)?;
-                for (id, _) in &loaded {
+                self.insert_in_tx(&loaded)?;
+                for (id, nodes) in &loaded {
                     if let Some((tid, _, _)) = self.tree_row(id)? {
-                        level.push(tid);
+                        walked.push(tid);
+                    }
+                    // Children straight from the decoded trees; those already
+                    // complete are skipped at the next level.
+                    for n in nodes {
+                        if let (Kind::Dir, Some(s)) = (n.kind, n.subtree) {
+                            push(s, &mut next);
+                        }
                     }
                 }
             }
-            let mut next = Vec::new();
-            for tid in &level {
-                let children: Vec<Vec<u8>> = self
-                    .conn
-                    .prepare_cached(
-                        "SELECT t.id FROM entries e JOIN trees t ON t.tid = e.sub \
-                         WHERE e.tid = ?1 AND t.complete = 0",
-                    )
-                    .and_then(|mut st| {
-                        st.query_map([tid], |r| r.get(0))?
-                            .collect::<rusqlite::Result<Vec<_>>>()
-                    })
-                    .map_err(self.err())?;
-                for c in children {
-                    let id = BlobId::from_bytes(&c)?;
-                    if seen.insert(id) {
-                        next.push(id);
-                    }
-                }
-            }
-            walked.extend(level);
             frontier = next;
         }
-        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        let mut st = self
+            .conn
+            .prepare_cached("UPDATE trees SET complete = 1 WHERE tid = ?1")
+            .map_err(self.err())?;
         for tid in &walked {
-            self.conn
-                .prepare_cached("UPDATE trees SET complete = 1 WHERE tid = ?1")
-                .and_then(|mut st| st.execute([tid]))
-                .map_err(self.err())?;
+            st.execute([tid]).map_err(self.err())?;
         }
-        tx.commit().map_err(self.err())?;
         let (tid, _, _) = self
             .tree_row(&root)?
             .ok_or_else(|| Error::Other(format!("catalog: tree {root} vanished")))?;
         Ok(tid)
+    }
+
+    /// Subtrees of a loaded tree that are not complete yet.
+    fn incomplete_children(&self, tid: i64) -> Result<Vec<BlobId>> {
+        let ids: Vec<Vec<u8>> = self
+            .conn
+            .prepare_cached(
+                "SELECT t.id FROM entries e JOIN trees t ON t.tid = e.sub \
+                 WHERE e.tid = ?1 AND t.complete = 0",
+            )
+            .and_then(|mut st| {
+                st.query_map([tid], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(self.err())?;
+        ids.iter().map(|c| BlobId::from_bytes(c)).collect()
     }
 
     /// Every path matching `q` in the given snapshots (which must have been
