@@ -623,6 +623,10 @@ impl Bits {
     }
 }
 
+/// A tree's paths ("" for a root, "/a/b" below it) with the snapshots reaching
+/// it there, sorted by path.
+type TreePaths = Rc<Vec<(Vec<u8>, Bits)>>;
+
 /// The paths at which trees are reached from snapshot roots. The parent links
 /// (tree -> (parent tree, name in it)) are gathered first, then each tree's
 /// paths are computed once from its parents' and kept, so shared trees are not
@@ -634,10 +638,8 @@ struct WalkUp {
     parents: HashMap<i64, Vec<(i64, Vec<u8>)>>,
     /// Trees whose parents have been asked for.
     done: HashSet<i64>,
-    /// Each tree's paths ("" for a root, "/a/b" below it) with the snapshots
-    /// reaching it there, sorted by path; paths reached by no selected
-    /// snapshot are left out.
-    memo: HashMap<i64, Rc<Vec<(Vec<u8>, Bits)>>>,
+    /// Each tree's paths; those reached by no selected snapshot are left out.
+    memo: HashMap<i64, TreePaths>,
 }
 
 impl WalkUp {
@@ -675,7 +677,7 @@ impl WalkUp {
 
     /// The paths of `tid`, computed (iteratively: trees can be deep) from
     /// those of its parents, which must all have been added.
-    fn paths(&mut self, tid: i64) -> Result<Rc<Vec<(Vec<u8>, Bits)>>> {
+    fn paths(&mut self, tid: i64) -> Result<TreePaths> {
         let mut on_stack: HashSet<i64> = HashSet::new();
         let mut stack = vec![(tid, false)];
         while let Some((t, expanded)) = stack.pop() {
@@ -718,5 +720,138 @@ impl WalkUp {
             self.memo.insert(t, Rc::new(v));
         }
         Ok(self.memo[&tid].clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> BlobId {
+        BlobId::from_bytes(&[n; 32]).unwrap()
+    }
+
+    fn sid(n: u8) -> SnapshotId {
+        SnapshotId::from_bytes(&[n; 32]).unwrap()
+    }
+
+    fn dir(name: &str, sub: BlobId) -> Node {
+        let mut n = Node::new(name.into(), Kind::Dir);
+        n.subtree = Some(sub);
+        n
+    }
+
+    fn file(name: &str, mtime: i64) -> Node {
+        let mut n = Node::new(name.into(), Kind::File);
+        n.mtime = (mtime, 0);
+        n
+    }
+
+    fn add_snapshot(cat: &Catalog, s: SnapshotId, root: BlobId) {
+        let (tid, _, _) = cat.tree_row(&root).unwrap().unwrap();
+        cat.conn
+            .execute(
+                "INSERT INTO snapshots (id, root) VALUES (?1, ?2)",
+                params![s.as_bytes(), tid],
+            )
+            .unwrap();
+    }
+
+    fn found(
+        cat: &Catalog,
+        pattern: &str,
+        newer: Option<i64>,
+        snaps: &[SnapshotId],
+    ) -> Vec<(String, Vec<SnapshotId>)> {
+        let q = Query {
+            pattern: pattern.into(),
+            newer,
+            older: None,
+        };
+        cat.find(&q, snaps)
+            .unwrap()
+            .into_iter()
+            .map(|g| (String::from_utf8(g.path).unwrap(), g.snapshots))
+            .collect()
+    }
+
+    /// S (holding a.docx) is shared: by two names of P1, by P2 at the same
+    /// path as in P1, and two levels down in P2 through Q. Snapshots 1 and 3
+    /// share root R1; snapshot 4 (root R2, like 2) is not selected.
+    #[test]
+    fn find_walks_up_shared_trees_once_and_merges_paths() {
+        let dir_ = tempfile::tempdir().unwrap();
+        let cat = Catalog::open_at(&dir_.path().join("catalog.sqlite")).unwrap();
+        let (s, q, p1, p2, r1, r2) = (id(1), id(2), id(3), id(4), id(5), id(6));
+        cat.insert(&[
+            (s, vec![file("a.docx", 100), file("b.txt", 100)]),
+            (q, vec![dir("w", s)]),
+            (p1, vec![dir("x", s), dir("y", s)]),
+            (p2, vec![dir("x", s), dir("z", q)]),
+            (r1, vec![dir("p", p1)]),
+            (r2, vec![dir("p", p2), file("top.docx", 300)]),
+        ])
+        .unwrap();
+        add_snapshot(&cat, sid(1), r1);
+        add_snapshot(&cat, sid(2), r2);
+        add_snapshot(&cat, sid(3), r1);
+        add_snapshot(&cat, sid(4), r2);
+        let sel = [sid(1), sid(2), sid(3)];
+
+        assert_eq!(
+            found(&cat, "*.docx", None, &sel),
+            vec![
+                ("/p/x/a.docx".into(), vec![sid(1), sid(2), sid(3)]),
+                ("/p/y/a.docx".into(), vec![sid(1), sid(3)]),
+                ("/p/z/w/a.docx".into(), vec![sid(2)]),
+                ("/top.docx".into(), vec![sid(2)]),
+            ]
+        );
+        // Snapshot order is the caller's; unselected snapshots never show.
+        assert_eq!(
+            found(&cat, "a.docx", None, &[sid(4), sid(3)]),
+            vec![
+                ("/p/x/a.docx".into(), vec![sid(4), sid(3)]),
+                ("/p/y/a.docx".into(), vec![sid(3)]),
+                ("/p/z/w/a.docx".into(), vec![sid(4)]),
+            ]
+        );
+        // With a '/', the pattern matches whole paths (and `*` matches '/').
+        assert_eq!(
+            found(&cat, "/p/?/a.docx", None, &sel),
+            vec![
+                ("/p/x/a.docx".into(), vec![sid(1), sid(2), sid(3)]),
+                ("/p/y/a.docx".into(), vec![sid(1), sid(3)]),
+            ]
+        );
+        assert_eq!(
+            found(&cat, "/p/*", None, &[sid(2)]),
+            vec![
+                ("/p/x".into(), vec![sid(2)]),
+                ("/p/x/a.docx".into(), vec![sid(2)]),
+                ("/p/x/b.txt".into(), vec![sid(2)]),
+                ("/p/z".into(), vec![sid(2)]),
+                ("/p/z/w".into(), vec![sid(2)]),
+                ("/p/z/w/a.docx".into(), vec![sid(2)]),
+                ("/p/z/w/b.txt".into(), vec![sid(2)]),
+            ]
+        );
+        assert_eq!(
+            found(&cat, "*.docx", Some(200), &sel),
+            vec![("/top.docx".into(), vec![sid(2)])]
+        );
+        assert!(found(&cat, "*.docx", None, &[]).is_empty());
+    }
+
+    #[test]
+    fn bits_hold_more_than_one_word() {
+        let mut b = Bits::new(130);
+        assert!(b.is_empty());
+        b.set(0);
+        b.set(64);
+        let mut c = Bits::new(130);
+        c.set(129);
+        b.or(&c);
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![0, 64, 129]);
     }
 }
