@@ -6,10 +6,10 @@
 //! (`<cache>/<repo-id>/catalog.sqlite`), is filled lazily, and is only a cache:
 //! deleting it loses nothing.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use rayon::prelude::*;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -151,13 +151,16 @@ fn entry_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Entry
 const ENTRY_COLS: &str = "e.name, e.kind, e.mode, e.uid, e.gid, e.user, e.grp, e.size, \
                           e.mtime_s, e.mtime_ns, e.content, st.id, e.link";
 
-/// A path that matched a `find`, in one snapshot.
+/// A path that matched a `find` and the snapshots in which it is this entry.
+/// Equal versions of a path can come in several groups (when the directory
+/// holding the entry changed around it).
 #[derive(Clone, Debug)]
-pub struct Hit {
-    /// Absolute path inside the snapshot.
+pub struct Group {
+    /// Absolute path inside the snapshots.
     pub path: Vec<u8>,
-    pub snapshot: SnapshotId,
     pub entry: Entry,
+    /// In the order they were given to `find`, never empty.
+    pub snapshots: Vec<SnapshotId>,
 }
 
 /// What `find` looks for.
@@ -235,14 +238,23 @@ impl Catalog {
     /// Stores decoded trees in one transaction.
     fn insert(&self, trees: &[(BlobId, Vec<Node>)]) -> Result<()> {
         let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        self.insert_in_tx(trees)?;
+        tx.commit().map_err(self.err())
+    }
+
+    /// Stores decoded trees; the caller holds the transaction.
+    fn insert_in_tx(&self, trees: &[(BlobId, Vec<Node>)]) -> Result<()> {
         (|| -> rusqlite::Result<()> {
+            let mut ins = self.conn.prepare_cached(
+                "INSERT OR REPLACE INTO entries (tid, name, kind, mode, uid, gid, user, grp, \
+                 size, mtime_s, mtime_ns, content, sub, link) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?;
+            let mut mark = self
+                .conn
+                .prepare_cached("UPDATE trees SET loaded = 1 WHERE tid = ?1")?;
             for (id, nodes) in trees {
                 let tid = self.tid_for(id)?;
-                let mut ins = self.conn.prepare_cached(
-                    "INSERT OR REPLACE INTO entries (tid, name, kind, mode, uid, gid, user, grp, \
-                     size, mtime_s, mtime_ns, content, sub, link) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )?;
                 for n in nodes {
                     let sub = match (n.kind, n.subtree) {
                         (Kind::Dir, Some(s)) => Some(self.tid_for(&s)?),
@@ -267,14 +279,11 @@ impl Catalog {
                         link,
                     ])?;
                 }
-                self.conn
-                    .prepare_cached("UPDATE trees SET loaded = 1 WHERE tid = ?1")?
-                    .execute([tid])?;
+                mark.execute([tid])?;
             }
             Ok(())
         })()
-        .map_err(self.err())?;
-        tx.commit().map_err(self.err())
+        .map_err(self.err())
     }
 
     fn entries_of(&self, tid: i64) -> Result<Vec<Entry>> {
@@ -332,7 +341,7 @@ impl Catalog {
     }
 
     /// Brings these snapshots' whole trees into the catalog (only trees it does
-    /// not hold yet are read, in parallel). A snapshot whose trees cannot be
+    /// not hold yet are read, in batches). A snapshot whose trees cannot be
     /// read is reported through the repository's notifier and left out.
     /// Returns the snapshots that are in the catalog.
     pub fn ensure(
@@ -347,6 +356,10 @@ impl Catalog {
                 ok.push(*sid);
                 continue;
             }
+            // One transaction per snapshot: committing every few hundred
+            // trees cost more than the inserts. A snapshot that fails is
+            // rolled back whole (the catalog is only a cache).
+            let tx = self.conn.unchecked_transaction().map_err(self.err())?;
             match self.ensure_tree(repo, *root) {
                 Ok(root_tid) => {
                     self.conn
@@ -355,16 +368,21 @@ impl Catalog {
                             params![sid.as_bytes(), root_tid],
                         )
                         .map_err(self.err())?;
+                    tx.commit().map_err(self.err())?;
                     ok.push(*sid);
                 }
                 Err(Error::Interrupted) => return Err(Error::Interrupted),
-                Err(e) => repo.notify(&format!("warning: snapshot {} left out: {e}", sid.short())),
+                Err(e) => {
+                    drop(tx);
+                    repo.notify(&format!("warning: snapshot {} left out: {e}", sid.short()))
+                }
             }
         }
         Ok(ok)
     }
 
     /// Loads every tree below `root` that the catalog lacks; returns root's tid.
+    /// The caller holds the transaction.
     fn ensure_tree(&self, repo: &Repository, root: BlobId) -> Result<i64> {
         // Only trees not yet complete are walked; they are marked complete
         // when the whole walk succeeded.
@@ -374,69 +392,92 @@ impl Catalog {
         seen.insert(root);
         while !frontier.is_empty() {
             crate::cancel::check()?;
-            let mut level: Vec<i64> = Vec::new();
+            let mut next = Vec::new();
+            let mut push = |id: BlobId, next: &mut Vec<BlobId>| {
+                if seen.insert(id) {
+                    next.push(id);
+                }
+            };
             let mut to_load = Vec::new();
             for id in &frontier {
                 match self.tree_row(id)? {
                     Some((_, _, true)) => {}
-                    Some((tid, true, false)) => level.push(tid),
+                    Some((tid, true, false)) => {
+                        // Loaded earlier but not complete below: its children
+                        // come from the catalog.
+                        walked.push(tid);
+                        for c in self.incomplete_children(tid)? {
+                            push(c, &mut next);
+                        }
+                    }
                     _ => to_load.push(*id),
                 }
             }
+            // load_trees looks the ids up in batches and merges reads of
+            // neighbouring blobs, which one load_tree per tree did not.
             for chunk in to_load.chunks(BATCH) {
                 let loaded: Vec<(BlobId, Vec<Node>)> = chunk
-                    .par_iter()
-                    .map(|id| Ok((*id, repo.load_tree(id)?)))
+                    .iter()
+                    .copied()
+                    .zip(repo.load_trees(chunk)?)
+                    .map(|(id, r)| Ok((id, r?)))
                     .collect::<Result<_>>()?;
-                self.insert(&loaded)?;
-                for (id, _) in &loaded {
+                self.insert_in_tx(&loaded)?;
+                for (id, nodes) in &loaded {
                     if let Some((tid, _, _)) = self.tree_row(id)? {
-                        level.push(tid);
+                        walked.push(tid);
+                    }
+                    // Children straight from the decoded trees; those already
+                    // complete are skipped at the next level.
+                    for n in nodes {
+                        if let (Kind::Dir, Some(s)) = (n.kind, n.subtree) {
+                            push(s, &mut next);
+                        }
                     }
                 }
             }
-            let mut next = Vec::new();
-            for tid in &level {
-                let children: Vec<Vec<u8>> = self
-                    .conn
-                    .prepare_cached(
-                        "SELECT t.id FROM entries e JOIN trees t ON t.tid = e.sub \
-                         WHERE e.tid = ?1 AND t.complete = 0",
-                    )
-                    .and_then(|mut st| {
-                        st.query_map([tid], |r| r.get(0))?
-                            .collect::<rusqlite::Result<Vec<_>>>()
-                    })
-                    .map_err(self.err())?;
-                for c in children {
-                    let id = BlobId::from_bytes(&c)?;
-                    if seen.insert(id) {
-                        next.push(id);
-                    }
-                }
-            }
-            walked.extend(level);
             frontier = next;
         }
-        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        let mut st = self
+            .conn
+            .prepare_cached("UPDATE trees SET complete = 1 WHERE tid = ?1")
+            .map_err(self.err())?;
         for tid in &walked {
-            self.conn
-                .prepare_cached("UPDATE trees SET complete = 1 WHERE tid = ?1")
-                .and_then(|mut st| st.execute([tid]))
-                .map_err(self.err())?;
+            st.execute([tid]).map_err(self.err())?;
         }
-        tx.commit().map_err(self.err())?;
         let (tid, _, _) = self
             .tree_row(&root)?
             .ok_or_else(|| Error::Other(format!("catalog: tree {root} vanished")))?;
         Ok(tid)
     }
 
+    /// Subtrees of a loaded tree that are not complete yet.
+    fn incomplete_children(&self, tid: i64) -> Result<Vec<BlobId>> {
+        let ids: Vec<Vec<u8>> = self
+            .conn
+            .prepare_cached(
+                "SELECT t.id FROM entries e JOIN trees t ON t.tid = e.sub \
+                 WHERE e.tid = ?1 AND t.complete = 0",
+            )
+            .and_then(|mut st| {
+                st.query_map([tid], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(self.err())?;
+        ids.iter().map(|c| BlobId::from_bytes(c)).collect()
+    }
+
     /// Every path matching `q` in the given snapshots (which must have been
-    /// [`ensure`](Self::ensure)d), answered by walking up from the matching
-    /// entries to the snapshot roots in SQL.
-    pub fn find(&self, q: &Query, snapshots: &[SnapshotId]) -> Result<Vec<Hit>> {
-        let wanted: HashSet<SnapshotId> = snapshots.iter().copied().collect();
+    /// [`ensure`](Self::ensure)d), grouped: one [`Group`] per path and catalog
+    /// entry, with the snapshots holding it (in the order of `snapshots`).
+    /// Groups come sorted by path, then by their first snapshot.
+    ///
+    /// The cost follows the matching entries and the trees above them, not
+    /// matches × snapshots: the matches come from one query, and the paths
+    /// each tree is reached at (with the snapshots reaching it there, as a
+    /// bitset) are computed once per tree walking up, so a directory shared by
+    /// many snapshots is handled once for all of them.
+    pub fn find(&self, q: &Query, snapshots: &[SnapshotId]) -> Result<Vec<Group>> {
         let (name_glob, path_glob) = if q.pattern.contains('/') {
             let last = q.pattern.rsplit('/').next().unwrap_or("");
             let name = if last.is_empty() || last.contains("**") {
@@ -448,41 +489,369 @@ impl Catalog {
         } else {
             (q.pattern.clone(), None)
         };
+        let index: HashMap<SnapshotId, usize> =
+            snapshots.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+        let mut up = WalkUp::new(snapshots.len());
+        {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT id, root FROM snapshots")
+                .map_err(self.err())?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(self.err())?;
+            for row in rows {
+                let (sid, root) = row.map_err(self.err())?;
+                if let Some(&i) = index.get(&SnapshotId::from_bytes(&sid)?) {
+                    up.add_root(root, i);
+                }
+            }
+        }
         let sql = format!(
-            "WITH RECURSIVE up(tid, path, etid, ename) AS (
-                 SELECT e.tid, '/' || CAST(e.name AS TEXT), e.tid, e.name FROM entries e
-                 WHERE e.name GLOB ?1
-                   AND (?2 IS NULL OR e.mtime_s >= ?2)
-                   AND (?3 IS NULL OR e.mtime_s < ?3)
-                 UNION
-                 SELECT p.tid, '/' || CAST(p.name AS TEXT) || up.path, up.etid, up.ename
-                 FROM entries p JOIN up ON p.sub = up.tid
-             )
-             SELECT up.path, s.id, {ENTRY_COLS}
-             FROM up JOIN snapshots s ON s.root = up.tid
-             JOIN entries e ON e.tid = up.etid AND e.name = up.ename
-             LEFT JOIN trees st ON st.tid = e.sub
-             WHERE ?4 IS NULL OR up.path GLOB ?4"
+            "SELECT e.tid, {ENTRY_COLS} FROM entries e LEFT JOIN trees st ON st.tid = e.sub \
+             WHERE e.name GLOB ?1 AND (?2 IS NULL OR e.mtime_s >= ?2) \
+             AND (?3 IS NULL OR e.mtime_s < ?3)"
         );
-        let mut st = self.conn.prepare(&sql).map_err(self.err())?;
-        let rows = st
-            .query_map(params![name_glob, q.newer, q.older, path_glob], |r| {
-                let sid: Vec<u8> = r.get(1)?;
-                Ok((bytes_of(r.get_ref(0)?), sid, entry_from_row(r, 2)?))
+        let matches: Vec<(i64, Entry)> = self
+            .conn
+            .prepare(&sql)
+            .and_then(|mut st| {
+                st.query_map(params![name_glob, q.newer, q.older], |r| {
+                    Ok((r.get(0)?, entry_from_row(r, 1)?))
+                })?
+                .collect()
             })
             .map_err(self.err())?;
+
+        // Parents of every tree on the way up, one level at a time, in batches.
+        let mut frontier: Vec<i64> = matches.iter().map(|(t, _)| *t).collect();
+        frontier.sort_unstable();
+        frontier.dedup();
+        while !frontier.is_empty() {
+            crate::cancel::check()?;
+            let mut next = Vec::new();
+            for chunk in frontier.chunks(PARENT_BATCH) {
+                let sql = format!(
+                    "SELECT sub, tid, name FROM entries WHERE sub IN ({})",
+                    vec!["?"; chunk.len()].join(",")
+                );
+                let mut st = self.conn.prepare_cached(&sql).map_err(self.err())?;
+                let rows = st
+                    .query_map(rusqlite::params_from_iter(chunk), |r| {
+                        Ok((r.get(0)?, r.get(1)?, bytes_of(r.get_ref(2)?)))
+                    })
+                    .map_err(self.err())?;
+                for row in rows {
+                    let (sub, tid, name) = row.map_err(self.err())?;
+                    if up.add_parent(sub, tid, name) {
+                        next.push(tid);
+                    }
+                }
+            }
+            up.mark_fetched(&frontier);
+            next.retain(|t| !up.fetched(*t));
+            next.sort_unstable();
+            next.dedup();
+            frontier = next;
+        }
+
+        let mut glob = match &path_glob {
+            Some(_) => Some(
+                self.conn
+                    .prepare("SELECT CAST(?1 AS TEXT) GLOB ?2")
+                    .map_err(self.err())?,
+            ),
+            None => None,
+        };
         let mut out = Vec::new();
-        for row in rows {
-            let (path, sid, entry) = row.map_err(self.err())?;
-            let sid = SnapshotId::from_bytes(&sid)?;
-            if wanted.contains(&sid) {
-                out.push(Hit {
+        for (tid, entry) in matches {
+            for (dir, bits) in up.paths(tid)?.iter() {
+                let mut path = Vec::with_capacity(dir.len() + 1 + entry.name.len());
+                path.extend_from_slice(dir);
+                path.push(b'/');
+                path.extend_from_slice(&entry.name);
+                if let (Some(st), Some(g)) = (glob.as_mut(), &path_glob) {
+                    let hit: bool = st
+                        .query_row(params![path, g], |r| r.get(0))
+                        .map_err(self.err())?;
+                    if !hit {
+                        continue;
+                    }
+                }
+                out.push(Group {
                     path,
-                    snapshot: sid,
-                    entry,
+                    entry: entry.clone(),
+                    snapshots: bits.iter().map(|i| snapshots[i]).collect(),
                 });
             }
         }
+        // The index positions keep the order of `snapshots`.
+        let first = |g: &Group| g.snapshots.first().and_then(|s| index.get(s)).copied();
+        out.sort_by(|a, b| a.path.cmp(&b.path).then_with(|| first(a).cmp(&first(b))));
         Ok(out)
+    }
+}
+
+/// Parent lookups per query (well under SQLite's bound parameter limit).
+const PARENT_BATCH: usize = 500;
+
+/// A set of snapshots, as bit positions in the `snapshots` given to `find`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Bits {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    fn or(&mut self, o: &Bits) {
+        for (a, b) in self.0.iter_mut().zip(&o.0) {
+            *a |= b;
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &word)| {
+            (0..64)
+                .filter(move |b| word >> b & 1 == 1)
+                .map(move |b| w * 64 + b)
+        })
+    }
+}
+
+/// A tree's paths ("" for a root, "/a/b" below it) with the snapshots reaching
+/// it there, sorted by path.
+type TreePaths = Rc<Vec<(Vec<u8>, Bits)>>;
+
+/// The paths at which trees are reached from snapshot roots. The parent links
+/// (tree -> (parent tree, name in it)) are gathered first, then each tree's
+/// paths are computed once from its parents' and kept, so shared trees are not
+/// walked again per match or per snapshot.
+struct WalkUp {
+    nsnaps: usize,
+    /// Roots: the snapshots (bits) whose root tree this is.
+    roots: HashMap<i64, Bits>,
+    parents: HashMap<i64, Vec<(i64, Vec<u8>)>>,
+    /// Trees whose parents have been asked for.
+    done: HashSet<i64>,
+    /// Each tree's paths; those reached by no selected snapshot are left out.
+    memo: HashMap<i64, TreePaths>,
+}
+
+impl WalkUp {
+    fn new(nsnaps: usize) -> WalkUp {
+        WalkUp {
+            nsnaps,
+            roots: HashMap::new(),
+            parents: HashMap::new(),
+            done: HashSet::new(),
+            memo: HashMap::new(),
+        }
+    }
+
+    fn add_root(&mut self, tid: i64, snap: usize) {
+        self.roots
+            .entry(tid)
+            .or_insert_with(|| Bits::new(self.nsnaps))
+            .set(snap);
+    }
+
+    /// Records that `parent` holds `child` as `name`; true when `parent`'s own
+    /// parents still have to be asked for.
+    fn add_parent(&mut self, child: i64, parent: i64, name: Vec<u8>) -> bool {
+        self.parents.entry(child).or_default().push((parent, name));
+        !self.done.contains(&parent)
+    }
+
+    fn mark_fetched(&mut self, tids: &[i64]) {
+        self.done.extend(tids);
+    }
+
+    fn fetched(&self, tid: i64) -> bool {
+        self.done.contains(&tid)
+    }
+
+    /// The paths of `tid`, computed (iteratively: trees can be deep) from
+    /// those of its parents, which must all have been added.
+    fn paths(&mut self, tid: i64) -> Result<TreePaths> {
+        let mut on_stack: HashSet<i64> = HashSet::new();
+        let mut stack = vec![(tid, false)];
+        while let Some((t, expanded)) = stack.pop() {
+            if self.memo.contains_key(&t) {
+                continue;
+            }
+            if !expanded {
+                // Trees are content-addressed so a cycle cannot come from a
+                // sound repository; a damaged catalog must not loop forever.
+                if !on_stack.insert(t) {
+                    return Err(Error::corrupt("catalog tree", t, "is its own ancestor"));
+                }
+                stack.push((t, true));
+                for (p, _) in self.parents.get(&t).into_iter().flatten() {
+                    if !self.memo.contains_key(p) {
+                        stack.push((*p, false));
+                    }
+                }
+                continue;
+            }
+            on_stack.remove(&t);
+            // Two parents (or two snapshots' versions of one directory) can
+            // give the same path: their snapshot sets are merged.
+            let mut at: BTreeMap<Vec<u8>, Bits> = BTreeMap::new();
+            if let Some(b) = self.roots.get(&t) {
+                at.insert(Vec::new(), b.clone());
+            }
+            for (p, name) in self.parents.get(&t).into_iter().flatten() {
+                for (dir, b) in self.memo[p].iter() {
+                    let mut path = Vec::with_capacity(dir.len() + 1 + name.len());
+                    path.extend_from_slice(dir);
+                    path.push(b'/');
+                    path.extend_from_slice(name);
+                    at.entry(path)
+                        .or_insert_with(|| Bits::new(self.nsnaps))
+                        .or(b);
+                }
+            }
+            let v = at.into_iter().filter(|(_, b)| !b.is_empty()).collect();
+            self.memo.insert(t, Rc::new(v));
+        }
+        Ok(self.memo[&tid].clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> BlobId {
+        BlobId::from_bytes(&[n; 32]).unwrap()
+    }
+
+    fn sid(n: u8) -> SnapshotId {
+        SnapshotId::from_bytes(&[n; 32]).unwrap()
+    }
+
+    fn dir(name: &str, sub: BlobId) -> Node {
+        let mut n = Node::new(name.into(), Kind::Dir);
+        n.subtree = Some(sub);
+        n
+    }
+
+    fn file(name: &str, mtime: i64) -> Node {
+        let mut n = Node::new(name.into(), Kind::File);
+        n.mtime = (mtime, 0);
+        n
+    }
+
+    fn add_snapshot(cat: &Catalog, s: SnapshotId, root: BlobId) {
+        let (tid, _, _) = cat.tree_row(&root).unwrap().unwrap();
+        cat.conn
+            .execute(
+                "INSERT INTO snapshots (id, root) VALUES (?1, ?2)",
+                params![s.as_bytes(), tid],
+            )
+            .unwrap();
+    }
+
+    fn found(
+        cat: &Catalog,
+        pattern: &str,
+        newer: Option<i64>,
+        snaps: &[SnapshotId],
+    ) -> Vec<(String, Vec<SnapshotId>)> {
+        let q = Query {
+            pattern: pattern.into(),
+            newer,
+            older: None,
+        };
+        cat.find(&q, snaps)
+            .unwrap()
+            .into_iter()
+            .map(|g| (String::from_utf8(g.path).unwrap(), g.snapshots))
+            .collect()
+    }
+
+    /// S (holding a.docx) is shared: by two names of P1, by P2 at the same
+    /// path as in P1, and two levels down in P2 through Q. Snapshots 1 and 3
+    /// share root R1; snapshot 4 (root R2, like 2) is not selected.
+    #[test]
+    fn find_walks_up_shared_trees_once_and_merges_paths() {
+        let dir_ = tempfile::tempdir().unwrap();
+        let cat = Catalog::open_at(&dir_.path().join("catalog.sqlite")).unwrap();
+        let (s, q, p1, p2, r1, r2) = (id(1), id(2), id(3), id(4), id(5), id(6));
+        cat.insert(&[
+            (s, vec![file("a.docx", 100), file("b.txt", 100)]),
+            (q, vec![dir("w", s)]),
+            (p1, vec![dir("x", s), dir("y", s)]),
+            (p2, vec![dir("x", s), dir("z", q)]),
+            (r1, vec![dir("p", p1)]),
+            (r2, vec![dir("p", p2), file("top.docx", 300)]),
+        ])
+        .unwrap();
+        add_snapshot(&cat, sid(1), r1);
+        add_snapshot(&cat, sid(2), r2);
+        add_snapshot(&cat, sid(3), r1);
+        add_snapshot(&cat, sid(4), r2);
+        let sel = [sid(1), sid(2), sid(3)];
+
+        assert_eq!(
+            found(&cat, "*.docx", None, &sel),
+            vec![
+                ("/p/x/a.docx".into(), vec![sid(1), sid(2), sid(3)]),
+                ("/p/y/a.docx".into(), vec![sid(1), sid(3)]),
+                ("/p/z/w/a.docx".into(), vec![sid(2)]),
+                ("/top.docx".into(), vec![sid(2)]),
+            ]
+        );
+        // Snapshot order is the caller's; unselected snapshots never show.
+        assert_eq!(
+            found(&cat, "a.docx", None, &[sid(4), sid(3)]),
+            vec![
+                ("/p/x/a.docx".into(), vec![sid(4), sid(3)]),
+                ("/p/y/a.docx".into(), vec![sid(3)]),
+                ("/p/z/w/a.docx".into(), vec![sid(4)]),
+            ]
+        );
+        // With a '/', the pattern matches whole paths (and `*` matches '/').
+        assert_eq!(
+            found(&cat, "/p/?/a.docx", None, &sel),
+            vec![
+                ("/p/x/a.docx".into(), vec![sid(1), sid(2), sid(3)]),
+                ("/p/y/a.docx".into(), vec![sid(1), sid(3)]),
+            ]
+        );
+        assert_eq!(
+            found(&cat, "/p/*", None, &[sid(2)]),
+            vec![
+                ("/p/x".into(), vec![sid(2)]),
+                ("/p/x/a.docx".into(), vec![sid(2)]),
+                ("/p/x/b.txt".into(), vec![sid(2)]),
+                ("/p/z".into(), vec![sid(2)]),
+                ("/p/z/w".into(), vec![sid(2)]),
+                ("/p/z/w/a.docx".into(), vec![sid(2)]),
+                ("/p/z/w/b.txt".into(), vec![sid(2)]),
+            ]
+        );
+        assert_eq!(
+            found(&cat, "*.docx", Some(200), &sel),
+            vec![("/top.docx".into(), vec![sid(2)])]
+        );
+        assert!(found(&cat, "*.docx", None, &[]).is_empty());
+    }
+
+    #[test]
+    fn bits_hold_more_than_one_word() {
+        let mut b = Bits::new(130);
+        assert!(b.is_empty());
+        b.set(0);
+        b.set(64);
+        let mut c = Bits::new(130);
+        c.set(129);
+        b.or(&c);
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![0, 64, 129]);
     }
 }

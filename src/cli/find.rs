@@ -55,14 +55,15 @@ fn key(e: &Entry) -> VersionKey {
     )
 }
 
-/// Groups (snapshot, entry) pairs by version, versions ordered by their
-/// first snapshot; `order` gives each snapshot's position in time.
+/// Groups entries, each with the snapshots holding it, by version; versions
+/// ordered by their first snapshot, `order` giving each snapshot's position in
+/// time. Among equal versions the entry seen first is shown.
 pub fn versions(
-    pairs: impl IntoIterator<Item = (SnapshotId, Entry)>,
+    groups: impl IntoIterator<Item = (Entry, Vec<SnapshotId>)>,
     order: &HashMap<SnapshotId, usize>,
 ) -> Vec<Version> {
     let mut by_key: HashMap<VersionKey, Version> = HashMap::new();
-    for (sid, e) in pairs {
+    for (e, sids) in groups {
         by_key
             .entry(key(&e))
             .or_insert_with(|| Version {
@@ -70,7 +71,7 @@ pub fn versions(
                 snapshots: Vec::new(),
             })
             .snapshots
-            .push(sid);
+            .extend(sids);
     }
     let pos = |s: &SnapshotId| order.get(s).copied().unwrap_or(usize::MAX);
     let mut out: Vec<Version> = by_key.into_values().collect();
@@ -78,6 +79,7 @@ pub fn versions(
         v.snapshots.sort_by_key(pos);
         v.snapshots.dedup();
     }
+    out.retain(|v| !v.snapshots.is_empty());
     out.sort_by_key(|v| pos(&v.snapshots[0]));
     out
 }
@@ -168,7 +170,7 @@ pub fn run(g: &GlobalArgs, a: FindArgs) -> Result<i32> {
         .filter_map(|(id, s)| BlobId::from_hex(&s.tree).ok().map(|t| (*id, t)))
         .collect();
     let present = cat.ensure(&repo, &roots)?;
-    let hits = cat.find(
+    let groups = cat.find(
         &Query {
             pattern: a.pattern.clone(),
             newer,
@@ -182,17 +184,17 @@ pub fn run(g: &GlobalArgs, a: FindArgs) -> Result<i32> {
         .map(|(i, (id, _))| (*id, i))
         .collect();
     let by_id: HashMap<SnapshotId, &Snapshot> = snaps.iter().map(|(id, s)| (*id, s)).collect();
-    let mut by_path: BTreeMap<Vec<u8>, Vec<(SnapshotId, Entry)>> = BTreeMap::new();
-    for h in hits {
+    let mut by_path: BTreeMap<Vec<u8>, Vec<(Entry, Vec<SnapshotId>)>> = BTreeMap::new();
+    for grp in groups {
         by_path
-            .entry(h.path)
+            .entry(grp.path)
             .or_default()
-            .push((h.snapshot, h.entry));
+            .push((grp.entry, grp.snapshots));
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let paths = by_path.len();
-    for (path, pairs) in by_path {
-        let vs = versions(pairs, &order);
+    for (path, groups) in by_path {
+        let vs = versions(groups, &order);
         print_versions(&mut out, g.json, &path, &vs, &by_id)?;
     }
     if !g.json && !g.quiet {

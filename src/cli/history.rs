@@ -35,7 +35,7 @@ pub fn run(g: &GlobalArgs, a: HistoryArgs) -> Result<i32> {
         cellar::cancel::check()?;
         let root = BlobId::from_hex(&s.tree)?;
         match cat.lookup(&repo, root, &path) {
-            Ok(Some(e)) => pairs.push((*id, e)),
+            Ok(Some(e)) => pairs.push((e, vec![*id])),
             Ok(None) => {}
             Err(cellar::Error::Interrupted) => return Err(cellar::Error::Interrupted.into()),
             Err(e) => repo.notify(&format!("warning: snapshot {} left out: {e}", id.short())),
