@@ -106,6 +106,7 @@ fn exclude_options(a: &BackupArgs) -> Result<ExcludeOptions> {
 }
 
 pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<i32> {
+    super::tune_malloc_for_backup();
     let exclude = exclude_options(&a)?;
     let repo = open_repo(g)?;
     let _lock = if a.dry_run {

@@ -196,6 +196,32 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// For backups only: glibc's allocator, left alone, keeps peak memory well
+/// above what is live. It raises its mmap threshold each time a large buffer
+/// is freed, so later 1–16 MiB read and pack buffers come from the heap and
+/// fragment it, and each of the many reader threads gets an arena that keeps
+/// what it freed. A fixed threshold hands large buffers back when freed, and a
+/// few arenas suffice for threads that mostly wait on the disk: the bench's
+/// first backup peaks at 142 MiB instead of 166 (restic: 152). It costs system
+/// time (each large buffer is faulted in afresh), which restore and check,
+/// already well under restic's memory, are spared. MALLOC_* set in the
+/// environment still win.
+pub fn tune_malloc_for_backup() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only sets allocator parameters, under the allocator's
+        // own lock.
+        unsafe {
+            if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+                libc::mallopt(libc::M_ARENA_MAX, 8);
+            }
+            if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+            }
+        }
+    }
+}
+
 extern "C" fn on_signal(_sig: libc::c_int) {
     if cellar::cancel::is_interrupted() {
         // A second signal: the user means it.

@@ -164,6 +164,7 @@ fn step_line(s: &StepReport) -> String {
 }
 
 pub fn run(g: &GlobalArgs, a: RunArgs) -> Result<i32> {
+    super::tune_malloc_for_backup();
     let cfg = a.config.load()?;
     let repo_given = g.repo.as_deref().is_some_and(|r| !r.is_empty());
     cfg.validate(&a.profile, repo_given)?;
