@@ -207,14 +207,21 @@ fn unchanged_files_are_not_read_again_and_still_restore() {
     assert_same_tree(&src, &target);
 }
 
-#[test]
-fn restoring_again_over_a_damaged_restore_repairs_it() {
-    let t = TestRepo::new("again");
+/// A repository holding one backup of the standard tree, restored once into
+/// `target`; returns the repository, the source, the target and the restore spec.
+fn restored_once(name: &str) -> (TestRepo, PathBuf, PathBuf, String) {
+    let t = TestRepo::new(name);
     let src = build_tree(&t.dir, false);
     t.backup(&[&src]);
     let target = t.dir.join("target");
     let spec = format!("latest:{}", src.display());
     assert_eq!(t.restore(&spec, &target).code, 0);
+    (t, src, target, spec)
+}
+
+#[test]
+fn restoring_again_over_a_damaged_restore_repairs_it() {
+    let (t, src, target, spec) = restored_once("again");
 
     // Damage the restored tree in every way a restore must undo.
     fs::write(target.join("files/f5.dat"), b"overwritten").unwrap();
@@ -252,12 +259,7 @@ fn ctimes(root: &Path) -> BTreeMap<PathBuf, (i64, i64)> {
 
 #[test]
 fn restoring_again_into_an_up_to_date_target_changes_nothing() {
-    let t = TestRepo::new("uptodate");
-    let src = build_tree(&t.dir, false);
-    t.backup(&[&src]);
-    let target = t.dir.join("target");
-    let spec = format!("latest:{}", src.display());
-    assert_eq!(t.restore(&spec, &target).code, 0);
+    let (t, src, target, spec) = restored_once("uptodate");
     // The FIFO is made again by every restore (only symlinks and regular
     // files are compared), and that changes the top directory.
     let settled = |m: BTreeMap<PathBuf, (i64, i64)>| {
@@ -285,12 +287,7 @@ fn restoring_again_into_an_up_to_date_target_changes_nothing() {
 /// the link for the target's content nor change anything there.
 #[test]
 fn a_look_alike_behind_a_symlinked_directory_is_neither_kept_nor_touched() {
-    let t = TestRepo::new("lookalike");
-    let src = build_tree(&t.dir, false);
-    t.backup(&[&src]);
-    let target = t.dir.join("target");
-    let spec = format!("latest:{}", src.display());
-    assert_eq!(t.restore(&spec, &target).code, 0);
+    let (t, src, target, spec) = restored_once("lookalike");
     let elsewhere = t.dir.join("elsewhere");
     fs::rename(target.join("a"), &elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, target.join("a")).unwrap();

@@ -261,55 +261,65 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
 /// every third waits before it is relayed. Returns the port and the count of
 /// 503 answers.
 fn fault_proxy(upstream: u16) -> (u16, Arc<AtomicU64>) {
+    proxy(move |n, client, f| {
+        let mut reader = BufReader::new(client.try_clone().unwrap());
+        let Some(first) = read_request(&mut reader) else {
+            return;
+        };
+        let mut client = client;
+        match n % 3 {
+            0 => {
+                f.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SLOWDOWN}",
+                    SLOWDOWN.len()
+                );
+                return;
+            }
+            1 => std::thread::sleep(Duration::from_millis(300)),
+            _ => {}
+        }
+        let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+            return;
+        };
+        if up.write_all(&first).is_err() {
+            return;
+        }
+        // Whatever the client sends next, as it is (keep-alive).
+        let mut up2 = up.try_clone().unwrap();
+        let buffered = reader.buffer().to_vec();
+        let mut rest = reader.into_inner();
+        std::thread::spawn(move || {
+            if up2.write_all(&buffered).is_ok() {
+                let _ = std::io::copy(&mut rest, &mut up2);
+            }
+            let _ = up2.shutdown(std::net::Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut up, &mut client);
+        let _ = client.shutdown(std::net::Shutdown::Both);
+    })
+}
+
+/// Listens on a free local port and serves each connection on a thread of its
+/// own with `handle(connection number, client, counter)`; returns the port and
+/// the counter.
+fn proxy(
+    handle: impl Fn(usize, TcpStream, &AtomicU64) + Send + Sync + 'static,
+) -> (u16, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let failed = Arc::new(AtomicU64::new(0));
-    let f = failed.clone();
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    let handle = Arc::new(handle);
     std::thread::spawn(move || {
         for (n, conn) in listener.incoming().enumerate() {
             let Ok(client) = conn else { return };
-            let f = f.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(client.try_clone().unwrap());
-                let Some(first) = read_request(&mut reader) else {
-                    return;
-                };
-                let mut client = client;
-                match n % 3 {
-                    0 => {
-                        f.fetch_add(1, Ordering::SeqCst);
-                        let _ = write!(
-                            client,
-                            "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SLOWDOWN}",
-                            SLOWDOWN.len()
-                        );
-                        return;
-                    }
-                    1 => std::thread::sleep(Duration::from_millis(300)),
-                    _ => {}
-                }
-                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                    return;
-                };
-                if up.write_all(&first).is_err() {
-                    return;
-                }
-                // Whatever the client sends next, as it is (keep-alive).
-                let mut up2 = up.try_clone().unwrap();
-                let buffered = reader.buffer().to_vec();
-                let mut rest = reader.into_inner();
-                std::thread::spawn(move || {
-                    if up2.write_all(&buffered).is_ok() {
-                        let _ = std::io::copy(&mut rest, &mut up2);
-                    }
-                    let _ = up2.shutdown(std::net::Shutdown::Write);
-                });
-                let _ = std::io::copy(&mut up, &mut client);
-                let _ = client.shutdown(std::net::Shutdown::Both);
-            });
+            let (c, handle) = (c.clone(), handle.clone());
+            std::thread::spawn(move || handle(n, client, &c));
         }
     });
-    (port, failed)
+    (port, count)
 }
 
 #[test]
@@ -341,40 +351,29 @@ fn retries_ride_out_slowdown_and_delays() {
 /// Relays every connection to `upstream`, request by request, and counts the
 /// GETs of pack objects (`…/data/XX/ID`). Returns the port and the count.
 fn counting_proxy(upstream: u16) -> (u16, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let gets = Arc::new(AtomicU64::new(0));
-    let g = gets.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(client) = conn else { return };
-            let g = g.clone();
-            std::thread::spawn(move || {
-                let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                    return;
-                };
-                let mut up_w = up.try_clone().unwrap();
-                let mut client_w = client.try_clone().unwrap();
-                std::thread::spawn(move || {
-                    let mut up = up;
-                    let _ = std::io::copy(&mut up, &mut client_w);
-                    let _ = client_w.shutdown(std::net::Shutdown::Both);
-                });
-                let mut reader = BufReader::new(client);
-                while let Some(req) = read_request(&mut reader) {
-                    let line = String::from_utf8_lossy(&req[..req.len().min(300)]).into_owned();
-                    if line.starts_with("GET ") && line.contains("/backups/srv1/data/") {
-                        g.fetch_add(1, Ordering::SeqCst);
-                    }
-                    if up_w.write_all(&req).is_err() {
-                        break;
-                    }
-                }
-                let _ = up_w.shutdown(std::net::Shutdown::Write);
-            });
+    proxy(move |_, client, g| {
+        let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+            return;
+        };
+        let mut up_w = up.try_clone().unwrap();
+        let mut client_w = client.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut up = up;
+            let _ = std::io::copy(&mut up, &mut client_w);
+            let _ = client_w.shutdown(std::net::Shutdown::Both);
+        });
+        let mut reader = BufReader::new(client);
+        while let Some(req) = read_request(&mut reader) {
+            let line = String::from_utf8_lossy(&req[..req.len().min(300)]).into_owned();
+            if line.starts_with("GET ") && line.contains("/backups/srv1/data/") {
+                g.fetch_add(1, Ordering::SeqCst);
+            }
+            if up_w.write_all(&req).is_err() {
+                break;
+            }
         }
-    });
-    (port, gets)
+        let _ = up_w.shutdown(std::net::Shutdown::Write);
+    })
 }
 
 /// Walking a snapshot's trees on S3 reads tree packs, not tree blobs one by
