@@ -207,6 +207,15 @@ fn unchanged_files_are_not_read_again_and_still_restore() {
     assert_same_tree(&src, &target);
 }
 
+/// `restore --json SPEC --target TARGET`, asserting success; the summary.
+fn restore_json(t: &TestRepo, spec: &str, target: &Path) -> serde_json::Value {
+    t.cellar()
+        .args(["--json", "restore", spec, "--target"])
+        .arg(target)
+        .ok()
+        .json()
+}
+
 /// A repository holding one backup of the standard tree, restored once into
 /// `target`; returns the repository, the source, the target and the restore spec.
 fn restored_once(name: &str) -> (TestRepo, PathBuf, PathBuf, String) {
@@ -270,12 +279,7 @@ fn restoring_again_into_an_up_to_date_target_changes_nothing() {
     let before = settled(ctimes(&target));
     // Past the file system's timestamp granularity (a jiffy on ext4).
     std::thread::sleep(std::time::Duration::from_millis(50));
-    let s = t
-        .cellar()
-        .args(["--json", "restore", &spec, "--target"])
-        .arg(&target)
-        .ok()
-        .json();
+    let s = restore_json(&t, &spec, &target);
     assert_eq!(field(&s, "files_restored"), 0, "{s}");
     assert!(field(&s, "files_skipped") > 20, "{s}");
     assert_eq!(settled(ctimes(&target)), before, "an entry was changed");
@@ -298,12 +302,7 @@ fn a_look_alike_behind_a_symlinked_directory_is_neither_kept_nor_touched() {
     let times = ctimes(&elsewhere);
     std::thread::sleep(std::time::Duration::from_millis(50));
 
-    let s = t
-        .cellar()
-        .args(["--json", "restore", &spec, "--target"])
-        .arg(&target)
-        .ok()
-        .json();
+    let s = restore_json(&t, &spec, &target);
     // a/b/empty-too, a/b/c/d/e/f/deep.bin, and the hard-link group whose first
     // path is a/b/h3: written there, then linked again at a/h2 and h1.
     assert_eq!(field(&s, "files_restored"), 5, "{s}");

@@ -37,11 +37,7 @@ fn backup_restore_check_round_trip() {
     assert_eq!(s["retries"], 0, "{s}");
     assert!(field(&s, "data_added") > 5 * MIB, "{s}");
 
-    let target = r.dir.join("restored");
-    r.cellar()
-        .args(["restore", &format!("latest:{}", src.display()), "--target"])
-        .arg(&target)
-        .ok();
+    let target = r.restore_latest(&src);
     assert_same_tree(&src, &target);
 
     let c = r.cellar().args(["check", "--read-data"]).ok();
@@ -215,11 +211,7 @@ fn server_killed_in_the_middle_of_a_backup() {
     );
     let c = r.cellar().args(["check", "--read-data"]).ok();
     assert!(c.stdout.contains("no errors"), "{}", c.report());
-    let target = r.dir.join("restored");
-    r.cellar()
-        .args(["restore", &format!("latest:{}", src.display()), "--target"])
-        .arg(&target)
-        .ok();
+    let target = r.restore_latest(&src);
     assert_same_file(&src.join("big.bin"), &target.join("big.bin"));
     // What the killed run uploaded is still there (unindexed; prune reclaims it).
     let now = pack_keys(&r.server);
@@ -335,11 +327,7 @@ fn retries_ride_out_slowdown_and_delays() {
     assert!(injected > 0, "the proxy failed no request");
     assert!(field(&s, "retries") >= injected, "{s} (503s: {injected})");
 
-    let target = r.dir.join("restored");
-    r.cellar()
-        .args(["restore", &format!("latest:{}", src.display()), "--target"])
-        .arg(&target)
-        .ok();
+    let target = r.restore_latest(&src);
     assert_same_tree(&src, &target);
     let c = r.cellar().args(["check", "--read-data"]).ok();
     assert!(c.stdout.contains("no errors"), "{}", c.report());
@@ -398,11 +386,7 @@ fn tree_walks_read_tree_packs_whole() {
 
     let (port, gets) = counting_proxy(r.server.port);
     r.endpoint = format!("http://127.0.0.1:{port}");
-    let target = r.dir.join("restored");
-    r.cellar()
-        .args(["restore", &format!("latest:{}", src.display()), "--target"])
-        .arg(&target)
-        .ok();
+    let target = r.restore_latest(&src);
     assert_same_tree(&src, &target);
     let n = gets.swap(0, Ordering::SeqCst);
     // Every pack at most once (trees of more than 120 directories, one data pack).

@@ -187,6 +187,16 @@ impl S3Repo {
         c
     }
 
+    /// Restores `latest:SRC` into a fresh `restored` folder, asserting success.
+    pub fn restore_latest(&self, src: &Path) -> PathBuf {
+        let target = self.dir.join("restored");
+        self.cellar()
+            .args(["restore", &format!("latest:{}", src.display()), "--target"])
+            .arg(&target)
+            .ok();
+        target
+    }
+
     pub fn backup(&self, paths: &[&Path]) -> serde_json::Value {
         self.cellar()
             .arg("--json")
