@@ -333,6 +333,50 @@ impl Catalog {
         Ok(Some(e))
     }
 
+    /// Drops the rows of snapshots that are no longer in the repository, then
+    /// every tree no remaining snapshot reaches: without it the catalog keeps
+    /// every night that `forget` has since removed. Cheap when nothing was
+    /// forgotten (one small query). Returns how many snapshots were dropped.
+    pub fn retain_snapshots(&self, live: &HashSet<SnapshotId>) -> Result<usize> {
+        let known: Vec<Vec<u8>> = {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT id FROM snapshots")
+                .map_err(self.err())?;
+            st.query_map([], |r| r.get(0))
+                .map_err(self.err())?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(self.err())?
+        };
+        let gone: Vec<Vec<u8>> = known
+            .into_iter()
+            .filter(|id| SnapshotId::from_bytes(id).is_ok_and(|s| !live.contains(&s)))
+            .collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        for id in &gone {
+            tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])
+                .map_err(self.err())?;
+        }
+        tx.execute_batch(
+            "CREATE TEMP TABLE keep (tid INTEGER PRIMARY KEY);
+             WITH RECURSIVE r(tid) AS (
+                 SELECT root FROM snapshots
+                 UNION SELECT e.sub FROM entries e JOIN r ON e.tid = r.tid
+                 WHERE e.sub IS NOT NULL
+             )
+             INSERT INTO keep SELECT tid FROM r;
+             DELETE FROM entries WHERE tid NOT IN (SELECT tid FROM keep);
+             DELETE FROM trees WHERE tid NOT IN (SELECT tid FROM keep);
+             DROP TABLE keep;",
+        )
+        .map_err(self.err())?;
+        tx.commit().map_err(self.err())?;
+        Ok(gone.len())
+    }
+
     fn has_snapshot(&self, id: SnapshotId) -> Result<bool> {
         self.conn
             .prepare_cached("SELECT 1 FROM snapshots WHERE id = ?1")
@@ -773,6 +817,44 @@ mod tests {
             .into_iter()
             .map(|g| (String::from_utf8(g.path).unwrap(), g.snapshots))
             .collect()
+    }
+
+    fn tree_count(cat: &Catalog) -> i64 {
+        cat.conn
+            .query_row("SELECT COUNT(*) FROM trees", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Forgetting a snapshot drops its row and the trees only it reached;
+    /// trees a live snapshot still shares stay, and find still answers.
+    #[test]
+    fn retain_drops_what_only_forgotten_snapshots_reach() {
+        let dir_ = tempfile::tempdir().unwrap();
+        let cat = Catalog::open_at(&dir_.path().join("catalog.sqlite")).unwrap();
+        let (shared, old_only, r_old, r_new) = (id(1), id(2), id(3), id(4));
+        cat.insert(&[
+            (shared, vec![file("a.docx", 100)]),
+            (old_only, vec![file("gone.docx", 100)]),
+            (r_old, vec![dir("s", shared), dir("o", old_only)]),
+            (r_new, vec![dir("s", shared)]),
+        ])
+        .unwrap();
+        add_snapshot(&cat, sid(1), r_old);
+        add_snapshot(&cat, sid(2), r_new);
+        assert_eq!(tree_count(&cat), 4);
+
+        let all: HashSet<SnapshotId> = [sid(1), sid(2)].into();
+        assert_eq!(cat.retain_snapshots(&all).unwrap(), 0);
+        assert_eq!(tree_count(&cat), 4, "nothing forgotten, nothing dropped");
+
+        let live: HashSet<SnapshotId> = [sid(2)].into();
+        assert_eq!(cat.retain_snapshots(&live).unwrap(), 1);
+        assert_eq!(tree_count(&cat), 2, "r_old and old_only dropped");
+        assert!(!cat.has_snapshot(sid(1)).unwrap());
+        assert_eq!(
+            found(&cat, "*.docx", None, &[sid(2)]),
+            [("/s/a.docx".to_string(), vec![sid(2)])]
+        );
     }
 
     /// S (holding a.docx) is shared: by two names of P1, by P2 at the same

@@ -165,6 +165,9 @@ pub fn run(g: &GlobalArgs, a: FindArgs) -> Result<i32> {
     let repo = open_repo(g)?;
     let snaps = a.filter.filter().apply(&repo)?;
     let cat = Catalog::open(&repo)?;
+    // Snapshots forgotten since (here or on another machine) leave the catalog.
+    let live = repo.snapshots()?.into_iter().map(|(id, _)| id).collect();
+    cat.retain_snapshots(&live)?;
     let roots: Vec<(SnapshotId, BlobId)> = snaps
         .iter()
         .filter_map(|(id, s)| BlobId::from_hex(&s.tree).ok().map(|t| (*id, t)))

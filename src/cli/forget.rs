@@ -158,6 +158,15 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<i32> {
         repo.backend()
             .flush()
             .map_err(|e| anyhow::anyhow!("{}: {e}", repo.backend().location()))?;
+        if removed > 0 {
+            // The catalog is a cache: a failure here is not the forget's.
+            let live = repo.snapshots()?.into_iter().map(|(id, _)| id).collect();
+            if let Err(e) =
+                cellar::catalog::Catalog::open(&repo).and_then(|c| c.retain_snapshots(&live))
+            {
+                repo.notify(&format!("warning: cleaning the catalog: {e}"));
+            }
+        }
     }
     drop(lock);
     let run_prune = || -> Result<Option<cellar::prune::PruneReport>> {
