@@ -237,7 +237,7 @@ impl Catalog {
 
     /// Stores decoded trees in one transaction.
     fn insert(&self, trees: &[(BlobId, Vec<Node>)]) -> Result<()> {
-        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        let tx = self.write_tx()?;
         self.insert_in_tx(trees)?;
         tx.commit().map_err(self.err())
     }
@@ -355,7 +355,7 @@ impl Catalog {
         if gone.is_empty() {
             return Ok(0);
         }
-        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        let tx = self.write_tx()?;
         for id in &gone {
             tx.execute("DELETE FROM snapshots WHERE id = ?1", [id])
                 .map_err(self.err())?;
@@ -375,6 +375,15 @@ impl Catalog {
         .map_err(self.err())?;
         tx.commit().map_err(self.err())?;
         Ok(gone.len())
+    }
+
+    /// A write transaction that takes SQLite's write lock at once. A deferred
+    /// one starts as a reader, and if another process (a concurrent `ls`,
+    /// `diff` or `find`) commits before it first writes, the upgrade fails
+    /// at once with SQLITE_BUSY instead of waiting out the busy timeout.
+    fn write_tx(&self) -> Result<rusqlite::Transaction<'_>> {
+        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.err())
     }
 
     fn has_snapshot(&self, id: SnapshotId) -> Result<bool> {
@@ -403,7 +412,7 @@ impl Catalog {
             // One transaction per snapshot: committing every few hundred
             // trees cost more than the inserts. A snapshot that fails is
             // rolled back whole (the catalog is only a cache).
-            let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+            let tx = self.write_tx()?;
             match self.ensure_tree(repo, *root) {
                 Ok(root_tid) => {
                     self.conn
