@@ -11,6 +11,27 @@ use rusqlite::{Connection, OptionalExtension};
 /// `schema` is run on every open and must be idempotent (`IF NOT EXISTS`);
 /// it must create a `meta (key TEXT PRIMARY KEY, value TEXT)` table.
 pub fn open_cache_db(path: &Path, schema: &str, version: i64) -> rusqlite::Result<Connection> {
+    // Two processes creating the same cache at once (concurrent backups on a
+    // new machine) race for the locks that switching to WAL and creating the
+    // schema take, and SQLite reports some of those races as SQLITE_BUSY at
+    // once rather than through the busy timeout. Opening is cheap: try again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match open_once(path, schema, version) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn open_once(path: &Path, schema: &str, version: i64) -> rusqlite::Result<Connection> {
     let remove_files = || {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -65,6 +86,10 @@ fn connect(path: &Path, schema: &str) -> rusqlite::Result<Connection> {
             .open(path);
     }
     let conn = Connection::open(path)?;
+    // First: two processes opening a new cache at once (concurrent backups)
+    // contend for the lock that switching to WAL takes, and without a busy
+    // timeout the loser fails at once with "database is locked".
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.execute_batch(
         // WAL: readers (a browse in another terminal) never block a backup writing.
         "PRAGMA journal_mode = WAL;
@@ -74,7 +99,6 @@ fn connect(path: &Path, schema: &str) -> rusqlite::Result<Connection> {
          PRAGMA cache_size = -32768;
          PRAGMA temp_store = MEMORY;",
     )?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.execute_batch(schema)?;
     Ok(conn)
 }

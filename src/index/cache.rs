@@ -155,7 +155,7 @@ impl Cache {
     /// (stored twice by concurrent backups) keeps its first location.
     pub fn add_segment(&self, id: IndexId, seg: &Segment) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
                 let mut ins_pack = tx.prepare_cached(
                     "INSERT OR IGNORE INTO packs (id, size, segment) VALUES (?1, ?2, ?3)",
@@ -334,7 +334,7 @@ impl Cache {
     /// Replaces the set of marked packs, recording which mark files it came from.
     pub fn set_marked(&self, files: &str, packs: &[PackId]) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM marked", [])?;
             {
                 let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO marked (id) VALUES (?1)")?;
