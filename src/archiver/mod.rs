@@ -31,6 +31,9 @@ pub trait Progress: Send + Sync {
     fn start(&self, _expected_bytes: Option<u64>) {}
     fn bytes_done(&self, _n: u64) {}
     fn file_done(&self, _path: &Path) {}
+    /// A file whose content was read and stored: `new` when the parent
+    /// snapshot did not have it (what `backup -v` lists).
+    fn file_saved(&self, _path: &Path, _new: bool) {}
     fn warn(&self, _msg: &str) {}
 }
 
@@ -357,6 +360,7 @@ impl Ctx<'_, '_> {
                                 &self.counters.files_new
                             };
                             c.fetch_add(1, Ordering::Relaxed);
+                            self.progress.file_saved(path, prev.is_none());
                         }
                         Err(Error::Io { path, source }) => {
                             self.warn_unreadable(&path, &source);

@@ -140,7 +140,8 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<i32> {
         exclude,
         dry_run: a.dry_run,
     };
-    let bar = Bar::new(!g.quiet && !g.json, g.quiet, "backed up");
+    let bar = Bar::new(!g.quiet && !g.json, g.quiet, "backed up")
+        .listing_files(g.verbose > 0 && !g.quiet && !g.json);
     let res = archiver::backup(&repo, opts, &bar);
     drop(bar);
     let res = res?;

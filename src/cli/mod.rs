@@ -81,7 +81,7 @@ pub struct GlobalArgs {
     /// Print nothing but errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// More detail (repeatable: -vv)
+    /// More detail: backup lists each file it stores as new or modified
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// No colour in help and errors (also when NO_COLOR is set or output is not a terminal)

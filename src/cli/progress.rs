@@ -21,6 +21,9 @@ pub struct Bar {
     state: Arc<State>,
     thread: Option<std::thread::JoinHandle<()>>,
     quiet: bool,
+    /// `-v`: list each file a backup stored, on stdout.
+    verbose: bool,
+    out: std::sync::Mutex<()>,
 }
 
 impl Bar {
@@ -65,7 +68,15 @@ impl Bar {
             state,
             thread,
             quiet,
+            verbose: false,
+            out: std::sync::Mutex::new(()),
         }
+    }
+
+    /// Lists the files a backup stores ("new" or "modified") on stdout.
+    pub fn listing_files(mut self, verbose: bool) -> Bar {
+        self.verbose = verbose;
+        self
     }
 
     fn clear_line(&self) {
@@ -95,6 +106,14 @@ impl cellar::archiver::Progress for Bar {
     }
     fn file_done(&self, _path: &Path) {
         self.state.files.fetch_add(1, Ordering::Relaxed);
+    }
+    fn file_saved(&self, path: &Path, new: bool) {
+        if self.verbose {
+            let _one_at_a_time = self.out.lock();
+            self.clear_line();
+            let what = if new { "new" } else { "modified" };
+            let _ = writeln!(std::io::stdout(), "{what:<9}{}", path.display());
+        }
     }
     fn warn(&self, msg: &str) {
         let _ = self.quiet;

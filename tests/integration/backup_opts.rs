@@ -364,3 +364,37 @@ fn many_large_files_at_once_never_hang() {
         assert_eq!(r.code, exit::OK, "round {round}: {}", r.report());
     }
 }
+
+/// `backup -v` lists what it stores, new or modified; unchanged files are not read
+/// and not listed.
+#[test]
+fn verbose_backup_lists_new_and_modified_files() {
+    let t = TestRepo::new("verbose");
+    let src = t.dir.mkdir("src");
+    t.dir.write("src/same.txt", b"same");
+    t.dir.write("src/changes.txt", b"v1");
+    t.cellar().args(["backup", "-q"]).arg(&src).ok();
+    std::fs::write(src.join("changes.txt"), b"version two").unwrap();
+    t.dir.write("src/added.txt", b"new");
+    let r = t.cellar().args(["backup", "-v"]).arg(&src).ok();
+    let mut listed: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("new ") || l.starts_with("modified "))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            format!("modified {}", src.join("changes.txt").display()),
+            format!("new      {}", src.join("added.txt").display()),
+        ],
+        "{}",
+        r.report()
+    );
+    assert!(!r.stdout.contains("same.txt"), "{}", r.report());
+    // Without -v nothing is listed.
+    t.dir.write("src/more.txt", b"more");
+    let r = t.cellar().args(["backup"]).arg(&src).ok();
+    assert!(!r.stdout.contains("more.txt"), "{}", r.report());
+}
