@@ -4,7 +4,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::util::*;
@@ -36,32 +36,18 @@ fn fixture() -> &'static Fixture {
 
 /// The binary with a private configuration and cache home (saved repositories
 /// must neither read nor write the developer's).
-fn cellar_in(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cellar"));
-    for v in [
-        "CELLAR_REPOSITORY",
-        "CELLAR_PASSWORD",
-        "CELLAR_PASSWORD_FILE",
-        "CELLAR_PASSWORD_COMMAND",
-        "CELLAR_CACHE_DIR",
-        "CELLAR_CONFIG",
-    ] {
-        c.env_remove(v);
-    }
+fn cellar_in(home: &Path) -> Cellar {
+    let mut c = Cellar::new();
     c.env("XDG_CONFIG_HOME", home.join("config"))
         .env("XDG_CACHE_HOME", home.join("cache"))
-        .env("HOME", home)
-        .stdin(Stdio::null());
+        .env("HOME", home);
     c
 }
 
-fn out(c: &mut Command) -> (i32, String, String) {
-    let o = c.output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+/// Exit code, stdout and stderr.
+fn out(c: &mut Cellar) -> (i32, String, String) {
+    let r = c.run();
+    (r.code, r.stdout, r.stderr)
 }
 
 #[test]

@@ -91,7 +91,7 @@ fn init_stays_inside_its_prefix_and_refuses_a_used_one() {
     let e = r.cellar().arg("init").args(CHEAP_KDF).expect(exit::ERROR);
     assert!(e.stderr.contains("not empty"), "{}", e.report());
     // A prefix that holds anything at all: refused, and left alone.
-    let e = S3Cellar::new(&r.endpoint)
+    let e = s3_cellar(&r.endpoint)
         .args([
             "-r",
             &format!("s3://{BUCKET}/backups/srv10"),
@@ -129,7 +129,7 @@ fn wrong_credentials_fail_on_one_line_naming_endpoint_and_code() {
     }
     // An endpoint nobody listens on: a one-line connection error, after retries.
     let dead = format!("http://127.0.0.1:{}", free_port());
-    let e = S3Cellar::new(&dead)
+    let e = s3_cellar(&dead)
         .args(["-r", &r.url, "--password-file"])
         .arg(&r.password_file)
         .arg("snapshots")
@@ -164,7 +164,7 @@ fn server_killed_in_the_middle_of_a_backup() {
     const LEN: u64 = 48 * MIB;
     let src = r.dir.mkdir("src");
     write_random(&src.join("big.bin"), LEN, 4848);
-    let mut child = r
+    let mut running = r
         .cellar()
         .args(["--json", "backup"])
         .arg(&first)
@@ -176,15 +176,15 @@ fn server_killed_in_the_middle_of_a_backup() {
             break;
         }
         assert!(
-            child.try_wait().unwrap().is_none(),
+            !running.exited(),
             "the backup ended before the server could be killed"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
     r.server.kill();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(exit::ERROR), "{stderr}");
+    let out = running.wait();
+    let stderr = &out.stderr;
+    assert_eq!(out.code, exit::ERROR, "{stderr}");
     assert!(stderr.contains(&r.server.endpoint()), "{stderr}");
     assert!(
         stderr

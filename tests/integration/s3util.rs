@@ -176,8 +176,8 @@ impl S3Repo {
     }
 
     /// `cellar -r s3://… --password-file … --cache-dir …` with the credentials.
-    pub fn cellar(&self) -> S3Cellar {
-        let mut c = S3Cellar::new(&self.endpoint);
+    pub fn cellar(&self) -> Cellar {
+        let mut c = s3_cellar(&self.endpoint);
         c.arg("-r")
             .arg(&self.url)
             .arg("--password-file")
@@ -207,100 +207,28 @@ impl S3Repo {
     }
 }
 
-/// Like [`Cellar`], for S3: the environment holds the server's credentials
-/// and nothing of the developer's AWS setup.
-pub struct S3Cellar {
-    cmd: Command,
-    shown: Vec<String>,
-}
-
-impl S3Cellar {
-    pub fn new(endpoint: &str) -> S3Cellar {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cellar"));
-        for v in [
-            "CELLAR_REPOSITORY",
-            "CELLAR_PASSWORD",
-            "CELLAR_PASSWORD_FILE",
-            "CELLAR_PASSWORD_COMMAND",
-            "CELLAR_CACHE_DIR",
-            "AWS_PROFILE",
-            "AWS_SESSION_TOKEN",
-            "AWS_DEFAULT_REGION",
-            "AWS_ENDPOINT_URL_S3",
-        ] {
-            cmd.env_remove(v);
-        }
-        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", endpoint)
-            .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                "/nonexistent/aws-credentials",
-            )
-            // A dead server fails a command in about a second, not forty.
-            .env("CELLAR_RETRY_BASE_MS", "10")
-            .env(
-                "XDG_CACHE_HOME",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache"),
-            )
-            .stdin(Stdio::null());
-        S3Cellar {
-            cmd,
-            shown: vec![format!("AWS_ENDPOINT_URL={endpoint} cellar")],
-        }
+/// A [`Cellar`] for S3: the environment holds the server's credentials and
+/// nothing of the developer's AWS setup.
+pub fn s3_cellar(endpoint: &str) -> Cellar {
+    let mut c = Cellar::new();
+    for v in [
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL_S3",
+    ] {
+        c.env_remove(v);
     }
-
-    pub fn arg(&mut self, a: impl AsRef<std::ffi::OsStr>) -> &mut S3Cellar {
-        self.shown.push(a.as_ref().to_string_lossy().into_owned());
-        self.cmd.arg(a);
-        self
-    }
-
-    pub fn args<I, S>(&mut self, args: I) -> &mut S3Cellar
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<std::ffi::OsStr>,
-    {
-        for a in args {
-            self.arg(a);
-        }
-        self
-    }
-
-    pub fn env(&mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> &mut S3Cellar {
-        self.shown
-            .insert(0, format!("{k}={}", v.as_ref().to_string_lossy()));
-        self.cmd.env(k, v);
-        self
-    }
-
-    pub fn run(&mut self) -> Run {
-        let out = self.cmd.output().expect("running the cellar binary");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            cmdline: self.shown.join(" "),
-        }
-    }
-
-    pub fn spawn(&mut self) -> std::process::Child {
-        self.cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting the cellar binary")
-    }
-
-    pub fn expect(&mut self, code: i32) -> Run {
-        let r = self.run();
-        assert!(r.code == code, "expected exit code {code}\n{}", r.report());
-        r
-    }
-
-    pub fn ok(&mut self) -> Run {
-        self.expect(exit::OK)
-    }
+    c.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        )
+        // A dead server fails a command in about a second, not forty.
+        .env("CELLAR_RETRY_BASE_MS", "10")
+        .env("AWS_ENDPOINT_URL", endpoint);
+    c
 }

@@ -346,6 +346,19 @@ impl Cellar {
         }
     }
 
+    /// Sets an environment variable (shown before the command line).
+    pub fn env(&mut self, k: &str, v: impl AsRef<OsStr>) -> &mut Cellar {
+        self.shown
+            .insert(0, format!("{k}={}", v.as_ref().to_string_lossy()));
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn env_remove(&mut self, k: &str) -> &mut Cellar {
+        self.cmd.env_remove(k);
+        self
+    }
+
     pub fn arg(&mut self, a: impl AsRef<OsStr>) -> &mut Cellar {
         self.shown.push(a.as_ref().to_string_lossy().into_owned());
         self.cmd.arg(a);
