@@ -416,71 +416,29 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    /// Hashes, claims and seals one batch on plain scoped threads rather than
-    /// on rayon. A thread holding a big-file permit must not wait the rayon way:
-    /// while waiting for its batch, rayon lets it steal queued work, which may
-    /// be another big file whose permit it then waits for on top of its own
-    /// stack, and with every permit held like that the backup hangs.
-    fn seal_batch_exclusive(&self, batch: &[&[u8]]) -> Result<Vec<BlobId>> {
+    /// Hashes, claims and seals one batch of chunks in parallel; returns their ids.
+    fn seal_batch(&self, batch: &[&[u8]], scoped: bool) -> Result<Vec<BlobId>> {
         let keys = self.packer.repo().keys();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, batch.len());
-        let next = std::sync::atomic::AtomicUsize::new(0);
         let slots: Vec<std::sync::OnceLock<BlobId>> = (0..batch.len())
             .map(|_| std::sync::OnceLock::new())
             .collect();
-        let hash = || {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(chunk) = batch.get(i) else { break };
-                let _ = slots[i].set(keys.blob_id(chunk));
-            }
-        };
-        std::thread::scope(|s| {
-            for _ in 1..threads {
-                s.spawn(hash);
-            }
-            hash();
-        });
-        let batch_ids: Vec<BlobId> = slots
+        par_for(batch.len(), scoped, |i| {
+            let _ = slots[i].set(keys.blob_id(batch[i]));
+            Ok(())
+        })?;
+        let ids: Vec<BlobId> = slots
             .into_iter()
             .map(|s| s.into_inner().expect("every chunk hashed"))
             .collect();
-        let claimed = self.packer.claim_many(&batch_ids)?;
+        let claimed = self.packer.claim_many(&ids)?;
         let todo: Vec<usize> = (0..batch.len()).filter(|&i| claimed[i]).collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let seal = || -> Result<()> {
-            loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&i) = todo.get(k) else {
-                    return Ok(());
-                };
-                self.packer.add(SealedBlob::seal(
-                    keys,
-                    TYPE_DATA,
-                    batch_ids[i],
-                    batch[i],
-                    self.level,
-                ))?;
-            }
-        };
-        std::thread::scope(|s| {
-            let others: Vec<_> = (1..threads.min(todo.len().max(1)))
-                .map(|_| s.spawn(seal))
-                .collect();
-            let mut r = seal();
-            for h in others {
-                let joined = h
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Other("a sealing thread panicked".into())));
-                if r.is_ok() {
-                    r = joined;
-                }
-            }
-            r
+        par_for(todo.len(), scoped, |k| {
+            let i = todo[k];
+            self.packer.add(SealedBlob::seal(
+                keys, TYPE_DATA, ids[i], batch[i], self.level,
+            ))
         })?;
-        Ok(batch_ids)
+        Ok(ids)
     }
 
     /// Chunks a reader and stores its new chunks; returns the chunk ids and the byte count.
@@ -508,21 +466,8 @@ impl Ctx<'_, '_> {
                         .add(SealedBlob::seal(keys, TYPE_DATA, id, batch[0], self.level))?;
                 }
                 ids.push(id);
-            } else if exclusive {
-                ids.extend(self.seal_batch_exclusive(batch)?);
             } else {
-                let batch_ids: Vec<BlobId> = batch.par_iter().map(|c| keys.blob_id(c)).collect();
-                let claimed = self.packer.claim_many(&batch_ids)?;
-                batch
-                    .par_iter()
-                    .zip(&batch_ids)
-                    .zip(&claimed)
-                    .filter(|(_, c)| **c)
-                    .try_for_each(|((chunk, id), _)| {
-                        self.packer
-                            .add(SealedBlob::seal(keys, TYPE_DATA, *id, chunk, self.level))
-                    })?;
-                ids.extend(batch_ids);
+                ids.extend(self.seal_batch(batch, exclusive)?);
             }
             self.progress.bytes_done(bytes);
             Ok(())
@@ -533,6 +478,43 @@ impl Ctx<'_, '_> {
             Err(e) => Err(Error::io(PathBuf::new(), e)),
         }
     }
+}
+
+/// Runs `f` for 0..n in parallel, on rayon or, when `scoped`, on plain scoped
+/// threads. A thread holding a big-file slot must not wait the rayon way:
+/// while waiting, rayon lets it steal queued work, which may be another big
+/// file whose slot it then waits for on top of its own stack, and with every
+/// slot held like that the backup hangs.
+fn par_for(n: usize, scoped: bool, f: impl Fn(usize) -> Result<()> + Sync) -> Result<()> {
+    if !scoped {
+        return (0..n).into_par_iter().try_for_each(&f);
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |c| c.get())
+        .clamp(1, n.max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> Result<()> {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                return Ok(());
+            }
+            f(i)?;
+        }
+    };
+    std::thread::scope(|s| {
+        let others: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut r = work();
+        for h in others {
+            let joined = h
+                .join()
+                .unwrap_or_else(|_| Err(Error::Other("a sealing thread panicked".into())));
+            if r.is_ok() {
+                r = joined;
+            }
+        }
+        r
+    })
 }
 
 /// The parent's content may be reused only if nothing that changes with the
