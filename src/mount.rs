@@ -270,7 +270,7 @@ impl Table {
 
 /// An open file: its blobs and where each ends in the file.
 struct OpenFile {
-    blobs: Vec<BlobId>,
+    node: Arc<Node>,
     ends: Vec<u64>,
 }
 
@@ -585,9 +585,9 @@ impl Fs {
         let mut pos = offset;
         // The first blob that ends after `pos`.
         let mut i = f.ends.partition_point(|&e| e <= pos);
-        while pos < stop && i < f.blobs.len() {
+        while pos < stop && i < f.node.content.len() {
             let start = if i == 0 { 0 } else { f.ends[i - 1] };
-            let data = self.blob(&f.blobs[i])?;
+            let data = self.blob(&f.node.content[i])?;
             let from = (pos - start) as usize;
             let to = ((stop - start) as usize).min(data.len());
             if from >= to {
@@ -723,35 +723,31 @@ impl Filesystem for Fs {
         };
         // Blob lengths come from the index: a file's layout is known before
         // any content is read, so reads at any offset go straight to the blob.
-        let mut ends = Vec::with_capacity(node.content.len());
-        let mut end = 0u64;
-        for id in &node.content {
-            match self.repo.cache().lookup(id) {
-                Ok(Some(loc)) => {
-                    end += u64::from(loc.entry.raw_len);
-                    ends.push(end);
-                }
-                Ok(None) => {
-                    eprintln!(
-                        "cellar mount: {}: blob {id} is not in the index",
-                        self.path_of(ino.into())
-                    );
-                    return reply.error(Errno::EIO);
-                }
-                Err(e) => {
-                    eprintln!("cellar mount: {}: {e}", self.path_of(ino.into()));
-                    return reply.error(Errno::EIO);
-                }
+        let locs = match self.repo.cache().lookup_many(&node.content) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("cellar mount: {}: {e}", self.path_of(ino.into()));
+                return reply.error(Errno::EIO);
             }
+        };
+        let mut ends = Vec::with_capacity(locs.len());
+        let mut end = 0u64;
+        for (id, loc) in node.content.iter().zip(locs) {
+            let Some(loc) = loc else {
+                eprintln!(
+                    "cellar mount: {}: blob {id} is not in the index",
+                    self.path_of(ino.into())
+                );
+                return reply.error(Errno::EIO);
+            };
+            end += u64::from(loc.entry.raw_len);
+            ends.push(end);
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles.lock().unwrap().insert(
-            fh,
-            Arc::new(OpenFile {
-                blobs: node.content.clone(),
-                ends,
-            }),
-        );
+        self.handles
+            .lock()
+            .unwrap()
+            .insert(fh, Arc::new(OpenFile { node, ends }));
         reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
     }
 
